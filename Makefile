@@ -1,0 +1,93 @@
+# kvmpt: one non-recursive Makefile. Every variant builds into build/<variant>/.
+#   make            kvmpt-trace and kvmrt (release) under build/
+#   make check      every test, ends with "N passed, N failed"
+#   make fuzz       the main job: a bounded fuzzing campaign (FUZZ_TIME, FUZZ_ENGINE)
+#   make bench      benchmarks (figures, not tests)
+# Fragments kvmrt/build.mk and fuzz/build.mk are included, not run recursively.
+
+CC      ?= cc
+CLANG   ?= clang
+SHELL   := /bin/bash
+B       := build
+
+WARN    := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wvla
+BASE    := -std=c11 -D_GNU_SOURCE -g -MMD -MP -Icore $(WARN)
+
+CFLAGS_debug   := -O0 -DPT_DEBUG
+CFLAGS_release := -O2 -DNDEBUG
+CFLAGS_asan    := -O1 -DPT_DEBUG -fsanitize=address -fno-omit-frame-pointer
+CFLAGS_ubsan   := -O1 -DPT_DEBUG -fsanitize=undefined -fno-sanitize-recover=all
+CFLAGS_asubsan := -O1 -DPT_DEBUG -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
+CFLAGS_tsan    := -O1 -DPT_DEBUG -fsanitize=thread
+CFLAGS_stack   := -O2 -DNDEBUG -fstack-usage -fcallgraph-info=su
+CFLAGS_cov     := -O0 -DPT_DEBUG -fprofile-instr-generate -fcoverage-mapping
+CFLAGS_clang   := -O2 -DPT_DEBUG
+
+# Which compiler builds each variant (gcc where it can, clang where the
+# sanitizer or tool needs it).
+CC_debug   := $(CC)
+CC_release := $(CC)
+CC_asan    := $(CLANG)
+CC_ubsan   := $(CLANG)
+CC_asubsan := $(CLANG)
+CC_tsan    := $(CLANG)
+CC_stack   := gcc
+CC_cov     := $(CLANG)
+CC_clang   := $(CLANG)
+VARIANTS   := debug release asan ubsan asubsan tsan stack cov clang
+
+CORE_SRCS := \
+	core/pool.c \
+	core/pt.c \
+	core/shadow.c \
+	core/check.c \
+	core/physmap.c \
+	core/slots.c \
+	core/check_slots.c
+
+TRACE_SRCS := \
+	fuzz/trace.c \
+	fuzz/trace_main.c
+
+# obj(variant, sources)
+obj = $(patsubst %.c,$(B)/$(1)/%.o,$(2))
+
+define variant_rules
+$(B)/$(1)/%.o: %.c | deps-stamp
+	@mkdir -p $$(@D)
+	$$(CC_$(1)) $$(BASE) $$(CFLAGS_$(1)) $$(EXTRA_CFLAGS) -c $$< -o $$@
+$(B)/$(1)/libkvmpt.a: $$(call obj,$(1),$$(CORE_SRCS))
+	@rm -f $$@
+	ar rcs $$@ $$^
+$(B)/$(1)/kvmpt-trace: $$(call obj,$(1),$$(TRACE_SRCS)) $(B)/$(1)/libkvmpt.a
+	$$(CC_$(1)) $$(CFLAGS_$(1)) $$^ -o $$@ -lpthread
+endef
+$(foreach v,$(VARIANTS),$(eval $(call variant_rules,$(v))))
+
+.PHONY: all check fuzz bench clean deps corpus corpus-min triage coverage stack-check
+all: $(B)/kvmpt-trace
+
+$(B)/kvmpt-trace: $(B)/release/kvmpt-trace
+	cp $< $@
+
+# Dependencies: ci/deps installs what is missing (as root) or says what to run.
+deps-stamp: $(B)/.deps
+$(B)/.deps: ci/deps
+	@mkdir -p $(B)
+	ci/deps
+	@touch $@
+deps: $(B)/.deps
+
+include core/tests/build.mk
+include kvmrt/build.mk
+include fuzz/build.mk
+include bench/build.mk
+
+# Every test: a command per line in TESTS (added by the fragments).
+check: $(CHECK_DEPS)
+	@ci/run-tests $(TESTS)
+
+clean:
+	rm -rf $(B)
+
+-include $(shell find $(B) -name '*.d' 2>/dev/null)

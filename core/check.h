@@ -1,0 +1,30 @@
+/* The checker: walks the real tables the way the CPU does and reports the
+ * first broken invariant of DESIGN.md as "<invariant>: <detail>". */
+#ifndef KVMPT_CHECK_H
+#define KVMPT_CHECK_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+struct pt;
+struct shadow;
+struct slots;
+
+/* Translation (against sh; skipped when sh is NULL), structure, accounting
+ * (pool used == referenced tables + root, and <= bound when bound != 0) and
+ * canonical form. NULL when all hold, else buf holding the description. */
+const char *check_tables(const struct pt *pt, const struct shadow *sh, uint64_t bound, char *buf, size_t len);
+
+/* Translation of [va, va+len) only, against sh: the cheap per-op check. */
+const char *check_range(const struct pt *pt, const struct shadow *sh, uint64_t va, uint64_t len, char *buf, size_t len_buf);
+
+/* Canonical-form oracle: rebuilds tables from scratch from sh in a fresh
+ * pool and compares shape and entries with pt. Allocates; not for the fault
+ * path. */
+const char *check_rebuild(const struct pt *pt, const struct shadow *sh, char *buf, size_t len);
+
+/* Slot invariants (DESIGN.md 5) plus check_tables on the slot engine's
+ * tables. Lives in check_slots.c. */
+const char *check_slots(const struct slots *s, char *buf, size_t len);
+
+#endif

@@ -1,0 +1,81 @@
+/* Pool of page-table pages, allocated once at init. After init it is the only
+ * source of table pages: take and give are O(1) and never allocate. */
+#ifndef KVMPT_POOL_H
+#define KVMPT_POOL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define PT_BOUND_LEVELS 5
+
+struct pool {
+	uint8_t *base;        /* capacity pages, page-aligned */
+	uint64_t pa_base;     /* physical address of base */
+	uint64_t *in_use;     /* one bit per page, after the pages */
+	uint64_t *mark;       /* one bit per page, scratch for the checker */
+	uint32_t capacity;
+	uint32_t used;
+	uint32_t free_head;   /* index of first free page, capacity if none */
+	bool mapped;          /* memory came from pool_init_mmap */
+};
+
+/* Bytes pool_init needs for `capacity` pages (pages + in-use bitmap). */
+size_t pool_bytes(uint32_t capacity);
+
+/* Use `mem` (page-aligned, pool_bytes(capacity) long) whose first page is at
+ * physical address pa_base (page-aligned). 0 or -EINVAL. */
+int pool_init(struct pool *p, void *mem, uint32_t capacity, uint64_t pa_base);
+
+/* Same with one anonymous mmap of the right size. 0, -EINVAL or -ENOMEM. */
+int pool_init_mmap(struct pool *p, uint32_t capacity, uint64_t pa_base);
+
+/* Unmaps what pool_init_mmap mapped. */
+void pool_destroy(struct pool *p);
+
+/* A zeroed page into *page: 0, or -ENOMEM when every page is in use. */
+int pool_take(struct pool *p, uint64_t **page);
+
+/* Returns `page` (taken from p) to the pool. */
+void pool_give(struct pool *p, uint64_t *page);
+
+static inline uint32_t pool_free(const struct pool *p) { return p->capacity - p->used; }
+
+/* Physical address of a pool page, and back (NULL when pa is not a pool page). */
+uint64_t pool_pa(const struct pool *p, const uint64_t *page);
+uint64_t *pool_page(const struct pool *p, uint64_t pa);
+
+/* Is the pool page at physical address pa taken? */
+bool pool_pa_in_use(const struct pool *p, uint64_t pa);
+
+/* A range that will be mapped and unmapped whole (a fault block, say). */
+struct pt_unit {
+	uint64_t va;   /* canonical, 4 KiB aligned */
+	uint64_t len;  /* multiple of 4 KiB, > 0 */
+	uint64_t pa;   /* 4 KiB aligned */
+};
+
+/* The bound: worst-case number of table pages (root included) that any
+ * subset of a set of units mapped at once can need, at any moment inside a map
+ * or unmap of one unit. Derivation in docs/bound.md. Streaming, so that
+ * millions of small fault blocks need no array: start, add each unit in
+ * ascending va order (units disjoint), read pages. */
+struct pool_bound {
+	int levels;
+	int max_leaf;
+	int err;                          /* -EINVAL once a unit was bad */
+	uint64_t pages;
+	uint64_t next_va;                 /* linear end of the previous unit */
+	uint64_t last[PT_BOUND_LEVELS];   /* last table position counted, +1 */
+};
+
+void pool_bound_start(struct pool_bound *b, int levels, bool huge_1g);
+/* 0, or -EINVAL for a bad, unsorted or overlapping unit (then sticky). */
+int pool_bound_add(struct pool_bound *b, const struct pt_unit *u);
+/* 0 and *pages, or the first error. */
+int pool_bound_pages(const struct pool_bound *b, uint64_t *pages);
+
+/* The same over an array. */
+int pool_bound(const struct pt_unit *units, size_t n, int levels, bool huge_1g, uint64_t *pages);
+
+#endif

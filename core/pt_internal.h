@@ -1,0 +1,36 @@
+/* The one walker, shared by pt.c and check.c. */
+#ifndef KVMPT_PT_INTERNAL_H
+#define KVMPT_PT_INTERNAL_H
+
+#include "pt.h"
+#include "pte.h"
+
+/* Visitor return rule: PT_WALK_DESCEND enters the child table of the entry
+ * (which must then be a table), 0 goes on, >0 stops the walk and is handed
+ * back, <0 is an error and is handed back. */
+#define PT_WALK_DESCEND 0x7fffffff
+
+struct pt_walk_ops {
+	/* The entry at `level` whose part [addr, next) lies in the walk's range.
+	 * Addresses are linear offsets (canonical VA with the sign bits cut). */
+	int (*entry)(void *priv, uint64_t *pte, int level, uint64_t addr, uint64_t next);
+	/* Optional: the walk has left the child table of *pte (an entry at `level`
+	 * covering addr). Called for every table the walk descended into. */
+	int (*leave)(void *priv, uint64_t *pte, int level, uint64_t addr);
+};
+
+/* Walks linear range [start, end) from the root down, iteratively. */
+int pt_walk(const struct pt *pt, uint64_t start, uint64_t end, const struct pt_walk_ops *ops, void *priv);
+
+/* Linear offset of a canonical va and back. */
+uint64_t pt_linear(const struct pt *pt, uint64_t va);
+uint64_t pt_canonical(const struct pt *pt, uint64_t linear);
+
+/* The table an entry points to. */
+uint64_t *pt_child(const struct pt *pt, uint64_t pte);
+
+/* Leaf entry for pa at level with opts, and the opts a leaf carries. */
+uint64_t pte_make_leaf(uint64_t pa, int level, uint32_t opts);
+uint32_t pte_leaf_opts(uint64_t pte, int level);
+
+#endif
