@@ -1,0 +1,42 @@
+#include "t.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+
+static unsigned long t_checks, t_failed;
+static bool t_skipped;
+
+bool t_check(bool ok, const char *file, int line, const char *expr, const char *fmt, ...)
+{
+	t_checks++;
+	if (ok)
+		return true;
+	t_failed++;
+	fprintf(stderr, "%s:%d: check failed: %s: ", file, line, expr);
+	va_list ap;
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputc('\n', stderr);
+	return false;
+}
+
+void t_skip(const char *fmt, ...)
+{
+	va_list ap;
+	printf("SKIP ");
+	va_start(ap, fmt);
+	vprintf(fmt, ap);
+	va_end(ap);
+	putchar('\n');
+	fflush(stdout);
+	t_skipped = true;
+}
+
+int t_exit(void)
+{
+	printf("%lu checks, %lu failed\n", t_checks, t_failed);
+	if (t_failed)
+		return 1;
+	return t_skipped ? 77 : 0;
+}
