@@ -27,11 +27,20 @@ struct slot {
 
 #define SLOTS_USER   0x1u   /* table entries get the user bit */
 #define SLOTS_LEGACY 0x2u   /* entries for every region built at init */
+#define SLOTS_EXEC   0x4u   /* read-only regions mapped rx instead of r, so that
+			     * host code (r-x in /proc/self/maps) runs in the
+			     * guest; w+x is never made */
+#define SLOTS_FLAGS_ALL 0x7u
 
 struct slots {
 	struct pt *pt;
 	const struct physmap *pm;
 	struct slot *table;        /* capacity entries, allocated at init */
+	uint32_t *index;           /* open-addressed hash of block pa -> slot id + 1
+				    * (0: empty), index_mask + 1 entries; entries
+				    * are stored with release once the slot is
+				    * complete, read with acquire: lock-free lookup */
+	uint32_t index_mask;
 	uint32_t capacity;
 	uint32_t count;            /* published with release; read with acquire */
 	unsigned flags;
@@ -40,6 +49,8 @@ struct slots {
 	int lock;                  /* spin lock taken with signals blocked */
 	uint64_t mmio_blocks;      /* mmio blocks given entries */
 };
+
+#define SLOTS_MAX_CAPACITY (1u << 24)
 
 enum slots_outcome { SLOTS_NEW = 1, SLOTS_MMIO, SLOTS_ALREADY };
 
@@ -50,22 +61,25 @@ struct slots_result {
 	uint64_t len;
 };
 
-/* Allocates the slot table; legacy: maps every physical region now.
- * 0, -EINVAL, -ENOMEM. */
+/* Allocates the slot table; legacy: maps every physical region now (the pool
+ * must then hold physmap_bound(legacy)). capacity: 1 .. SLOTS_MAX_CAPACITY
+ * (KVM here takes 32764). 0, -EINVAL, -ENOMEM. */
 int slots_init(struct slots *s, struct pt *pt, const struct physmap *pm, uint32_t capacity,
 	       unsigned flags, slots_set_fn set, void *ctx);
 void slots_destroy(struct slots *s);
 
-/* Gives every fault block in [pa, pa+len) a slot and table entries.
- * *last describes the last block handled. 0, -EFAULT (outside the map),
- * -ENOSPC (slot table full), -ENOMEM (pool), or the callback's error;
- * on error the failing block is left without entries. */
+/* Gives every fault block in [pa, pa+len) a slot and table entries (mmio
+ * blocks: entries only). *last (may be NULL) describes the last block
+ * handled. 0, -EINVAL (len 0 or wrap), -EFAULT (a part outside the map),
+ * -ENOSPC (slot table full), -ENOMEM (pool), or the callback's error
+ * (-EEXIST counts as success: the slot is there); on error the failing block
+ * is left without entries, blocks before it keep theirs. */
 int slots_map_physical(struct slots *s, uint64_t pa, uint64_t len, struct slots_result *last);
 
 /* Services a fault at va as kvmrt does: va -> pa -> its block. */
 int slots_fault(struct slots *s, uint64_t va, struct slots_result *r);
 
-/* Has the block holding pa a slot? Lock-free. */
+/* Has the block holding pa a slot? Lock-free, async-signal-safe. */
 bool slots_has_slot(const struct slots *s, uint64_t pa);
 
 #endif
