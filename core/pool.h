@@ -16,7 +16,8 @@ struct pool {
 	uint64_t *mark;       /* one bit per page, scratch for the checker */
 	uint32_t capacity;
 	uint32_t used;
-	uint32_t free_head;   /* index of first free page, capacity if none */
+	uint32_t free_head;   /* first page given back, capacity if none */
+	uint32_t fresh;       /* pages at and above this were never taken */
 	bool mapped;          /* memory came from pool_init_mmap */
 };
 
@@ -66,7 +67,7 @@ struct pool_bound {
 	int err;                          /* -EINVAL once a unit was bad */
 	uint64_t pages;
 	uint64_t next_va;                 /* linear end of the previous unit */
-	uint64_t last[PT_BOUND_LEVELS];   /* last table position counted, +1 */
+	uint64_t last[PT_BOUND_LEVELS];   /* one past the highest position counted */
 };
 
 void pool_bound_start(struct pool_bound *b, int levels, bool huge_1g);

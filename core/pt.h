@@ -11,6 +11,8 @@
 
 struct pool;
 
+#define PT_MAX_LEVELS 5
+
 /* Mapping options: exactly one access (PT_R, PT_R|PT_W, PT_R|PT_X), plus
  * any of user / global and at most one memory type (write-back by default). */
 #define PT_R      0x01u
@@ -72,6 +74,7 @@ uint64_t pt_root_pa(const struct pt *pt);
  * static reason in *why (may be NULL). */
 int pt_check_range(const struct pt *pt, uint64_t va, uint64_t len, const char **why);
 int pt_check_opts(uint32_t opts, const char **why);
+int pt_check_map(const struct pt *pt, uint64_t va, uint64_t len, uint64_t pa, uint32_t opts, const char **why);
 
 /* Formats opts as in traces: r|rw|rx then ,user ,global ,wc ,uc. */
 const char *pt_opts_str(uint32_t opts, char buf[32]);

@@ -1,0 +1,363 @@
+/* The checker: walks the real tables as the CPU does (present, R/W, U/S, NX
+ * and PS at every level, reserved bits) and reports the first broken
+ * invariant of DESIGN.md as "<invariant>: <detail>". It shares the walker
+ * with the engine but none of its decisions: uniformity, emptiness and the
+ * translation are worked out again here. */
+#include "check.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "pool.h"
+#include "pt_internal.h"
+#include "shadow.h"
+
+#define RESERVED_HIGH 0x7ff0000000000000ull /* bits 52..62 */
+
+struct check_walk {
+	const struct pt *pt;
+	const struct shadow *sh;
+	char *buf;
+	size_t len;
+	bool full;             /* whole tree: marks pages, counts references */
+	uint64_t start, end;   /* linear range under check */
+	uint64_t refs;         /* table pages referenced */
+	uint64_t mapped;       /* bytes of leaves inside [start, end) */
+	uint64_t eff[PT_MAX_LEVELS]; /* effective RW/US/NX of the path to table[level] */
+};
+
+static int fail(struct check_walk *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static int fail(struct check_walk *c, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(c->buf, c->len, fmt, ap);
+	va_end(ap);
+	return -EFAULT;
+}
+
+/* Effective permissions: W and U only if every level allows them, X unless
+ * any level forbids it. eff holds the allowed bits (RW, US, and "X" as NX). */
+#define EFF_ALL (PTE_RW | PTE_US | PTE_NX)
+static uint64_t eff_join(uint64_t eff, uint64_t pte)
+{
+	uint64_t out = eff & pte & (PTE_RW | PTE_US);
+	out |= (eff & PTE_NX) && !(pte & PTE_NX) ? PTE_NX : 0; /* NX bit here means "may execute" */
+	return out;
+}
+
+static uint32_t eff_opts(uint64_t eff, uint64_t pte)
+{
+	uint32_t opts = PT_R;
+	if (eff & PTE_RW)
+		opts |= PT_W;
+	if (eff & PTE_NX)
+		opts |= PT_X;
+	if (eff & PTE_US)
+		opts |= PT_USER;
+	if (pte & PTE_G)
+		opts |= PT_GLOBAL;
+	uint64_t mt = pte & (PTE_PWT | PTE_PCD);
+	if (mt == PTE_PWT)
+		opts |= PT_WC;
+	else if (mt == (PTE_PWT | PTE_PCD))
+		opts |= PT_UC;
+	return opts;
+}
+
+static bool child_is_empty(const uint64_t *t)
+{
+	for (int i = 0; i < PT_ENTRIES; i++)
+		if (t[i] & PTE_P)
+			return false;
+	return true;
+}
+
+/* One leaf one level up could say what table t (entries of `level`) says. */
+static bool child_is_collapsible(const uint64_t *t, int level)
+{
+	uint64_t size = pt_level_size(level);
+	uint64_t keep = PTE_P | PTE_RW | PTE_US | PTE_PWT | PTE_PCD | PTE_G | PTE_NX;
+	uint64_t base = pte_addr(t[0], level);
+	if (base % (size * PT_ENTRIES))
+		return false;
+	for (int i = 0; i < PT_ENTRIES; i++) {
+		if (!pte_is_leaf(t[i], level) || pte_addr(t[i], level) != base + (uint64_t)i * size ||
+		    (t[i] & keep) != (t[0] & keep))
+			return false;
+	}
+	return true;
+}
+
+/* The shadow must give [va, va+size) exactly pa.. with opts. */
+static int check_leaf_translation(struct check_walk *c, uint64_t va, uint64_t size, uint64_t pa, uint32_t opts)
+{
+	char o1[32], o2[32];
+	for (uint64_t off = 0; off < size;) {
+		uint64_t spa;
+		uint32_t sopts;
+		if (shadow_lookup(c->sh, va + off, &spa, &sopts))
+			return fail(c, "translation: va 0x%llx maps to pa 0x%llx %s, shadow has nothing",
+				    (unsigned long long)(va + off), (unsigned long long)(pa + off), pt_opts_str(opts, o1));
+		if (spa != pa + off || sopts != opts)
+			return fail(c, "translation: va 0x%llx maps to pa 0x%llx %s, shadow says pa 0x%llx %s",
+				    (unsigned long long)(va + off), (unsigned long long)(pa + off), pt_opts_str(opts, o1),
+				    (unsigned long long)spa, pt_opts_str(sopts, o2));
+		/* Skip to the end of the shadow range that holds va + off. */
+		uint64_t step = PT_PAGE_SIZE;
+		for (size_t i = 0; i < c->sh->count; i++) {
+			const struct shadow_range *r = &c->sh->r[i];
+			if (va + off >= r->va && va + off - r->va < r->len) {
+				step = r->len - (va + off - r->va);
+				break;
+			}
+		}
+		off += step < size - off ? step : size - off;
+	}
+	return 0;
+}
+
+static int check_leaf(struct check_walk *c, uint64_t pte, int level, uint64_t addr, uint64_t next)
+{
+	const struct pt *pt = c->pt;
+	uint64_t size = pt_level_size(level);
+	uint64_t base = addr & ~(size - 1);
+	uint64_t va = pt_canonical(pt, base);
+	if (level > pt->max_leaf)
+		return fail(c, "structure: huge leaf at level %d (va 0x%llx) above the highest allowed", level,
+			    (unsigned long long)va);
+	if (level > PT_LEVEL_4K && (pte & (size - 1) & PTE_ADDR_MASK & ~PTE_PAT_HUGE))
+		return fail(c, "structure: huge leaf at va 0x%llx has pa 0x%llx not aligned to 0x%llx",
+			    (unsigned long long)va, (unsigned long long)(pte & PTE_ADDR_MASK), (unsigned long long)size);
+	if (pte & (level > PT_LEVEL_4K ? PTE_PAT_HUGE : PTE_PAT_4K))
+		return fail(c, "structure: leaf at va 0x%llx has the PAT bit set", (unsigned long long)va);
+	uint64_t eff = eff_join(c->eff[level], pte);
+	if ((eff & PTE_RW) && (eff & PTE_NX))
+		return fail(c, "structure: W+X leaf at va 0x%llx", (unsigned long long)va);
+	/* Only the part inside the checked range counts. */
+	uint64_t lo = addr, hi = next;
+	c->mapped += hi - lo;
+	if (!c->sh)
+		return 0;
+	uint64_t pa = pte_addr(pte, level) + (lo - base);
+	return check_leaf_translation(c, pt_canonical(pt, lo), hi - lo, pa, eff_opts(eff, pte));
+}
+
+static int check_table_entry(struct check_walk *c, uint64_t pte, int level, uint64_t addr)
+{
+	const struct pt *pt = c->pt;
+	const struct pool *pool = pt->pool;
+	uint64_t pa = pte & PTE_ADDR_MASK;
+	unsigned long long va = (unsigned long long)pt_canonical(pt, addr & ~(pt_level_size(level) - 1));
+	if (!pool_page(pool, pa))
+		return fail(c, "structure: entry at level %d va 0x%llx points to pa 0x%llx outside the pool", level, va,
+			    (unsigned long long)pa);
+	if (!pool_pa_in_use(pool, pa))
+		return fail(c, "structure: entry at level %d va 0x%llx points to free pool page pa 0x%llx", level, va,
+			    (unsigned long long)pa);
+	if ((pte & (PTE_P | PTE_RW | PTE_US | PTE_NX)) != (PTE_P | PTE_RW | PTE_US))
+		return fail(c, "structure: table entry at level %d va 0x%llx is not permissive (0x%llx)", level, va,
+			    (unsigned long long)pte);
+	const uint64_t *child = pt_child(pt, pte);
+	if (c->full) {
+		uint64_t index = (pa - pool->pa_base) / PT_PAGE_SIZE;
+		if (pool->mark[index / 64] & (1ull << (index % 64)))
+			return fail(c, "structure: table page pa 0x%llx referenced twice (again at level %d va 0x%llx)",
+				    (unsigned long long)pa, level, va);
+		pool->mark[index / 64] |= 1ull << (index % 64);
+		c->refs++;
+	}
+	if (child_is_empty(child))
+		return fail(c, "structure: empty table page pa 0x%llx under level %d va 0x%llx", (unsigned long long)pa,
+			    level, va);
+	if (level <= pt->max_leaf && child_is_collapsible(child, level - 1))
+		return fail(c, "canonical: table under level %d va 0x%llx is uniform and should be one leaf", level,
+			    va);
+	c->eff[level - 1] = eff_join(c->eff[level], pte);
+	return PT_WALK_DESCEND;
+}
+
+static int check_entry(void *priv, uint64_t *ptep, int level, uint64_t addr, uint64_t next)
+{
+	struct check_walk *c = priv;
+	uint64_t pte = *ptep;
+	if (!pte_present(pte))
+		return 0;
+	if (pte & RESERVED_HIGH)
+		return fail(c, "structure: reserved bits set in 0x%llx at level %d", (unsigned long long)pte, level);
+	if (pte_is_leaf(pte, level))
+		return check_leaf(c, pte, level, addr, next);
+	return check_table_entry(c, pte, level, addr);
+}
+
+static const struct pt_walk_ops check_ops = { .entry = check_entry };
+
+static int walk_checked(struct check_walk *c)
+{
+	c->eff[c->pt->levels - 1] = EFF_ALL;
+	int ret = pt_walk(c->pt, c->start, c->end, &check_ops, c);
+	if (ret)
+		return ret;
+	if (!c->sh)
+		return 0;
+	/* Every shadow byte in range must have been a leaf byte: the leaves
+	 * matched the shadow, so equal totals mean nothing is missing. */
+	uint64_t want = 0;
+	for (size_t i = 0; i < c->sh->count; i++) {
+		const struct shadow_range *r = &c->sh->r[i];
+		uint64_t lo = pt_linear(c->pt, r->va), hi = lo + r->len;
+		lo = lo > c->start ? lo : c->start;
+		hi = hi < c->end ? hi : c->end;
+		if (hi > lo)
+			want += hi - lo;
+	}
+	if (want != c->mapped) {
+		/* Name the first page the shadow has and the tables lack. */
+		for (size_t i = 0; i < c->sh->count; i++) {
+			const struct shadow_range *r = &c->sh->r[i];
+			for (uint64_t off = 0; off < r->len; off += PT_PAGE_SIZE) {
+				uint64_t lin = pt_linear(c->pt, r->va + off);
+				struct pt_leaf leaf;
+				if (lin >= c->start && lin < c->end && pt_lookup(c->pt, r->va + off, &leaf))
+					return fail(c, "translation: va 0x%llx is unmapped, shadow says pa 0x%llx",
+						    (unsigned long long)(r->va + off), (unsigned long long)(r->pa + off));
+			}
+		}
+		return fail(c, "translation: tables map 0x%llx bytes, shadow 0x%llx", (unsigned long long)c->mapped,
+			    (unsigned long long)want);
+	}
+	return 0;
+}
+
+static uint32_t free_list_length(const struct pool *p)
+{
+	uint32_t n = p->capacity - p->fresh;
+	for (uint32_t i = p->free_head; i < p->capacity && n <= p->capacity; n++)
+		i = (uint32_t)((const uint64_t *)(p->base + (size_t)i * PT_PAGE_SIZE))[0];
+	return n;
+}
+
+const char *check_tables(const struct pt *pt, const struct shadow *sh, uint64_t bound, char *buf, size_t len)
+{
+	struct pool *pool = pt->pool;
+	struct check_walk c = { .pt = pt, .sh = sh, .buf = buf, .len = len, .full = true };
+	c.end = 1ull << (PT_PAGE_SHIFT + 9u * (unsigned)pt->levels);
+	memset(pool->mark, 0, ((size_t)pool->capacity + 63) / 64 * sizeof(uint64_t));
+	uint64_t root_pa = pool_pa(pool, pt->root);
+	if (!pool_pa_in_use(pool, root_pa))
+		return fail(&c, "structure: root pa 0x%llx is not a used pool page", (unsigned long long)root_pa), buf;
+	uint64_t root_index = (root_pa - pool->pa_base) / PT_PAGE_SIZE;
+	pool->mark[root_index / 64] |= 1ull << (root_index % 64);
+	if (walk_checked(&c))
+		return buf;
+	if (c.refs + 1 != pool->used) {
+		fail(&c, "accounting: pool used %u, tables referenced %llu + root", pool->used,
+		     (unsigned long long)c.refs);
+		return buf;
+	}
+	uint32_t free_pages = free_list_length(pool);
+	if (pool->used + free_pages != pool->capacity) {
+		fail(&c, "accounting: used %u + free list %u != capacity %u", pool->used, free_pages, pool->capacity);
+		return buf;
+	}
+	if (bound && pool->used > bound) {
+		fail(&c, "accounting: pool used %u above the bound %llu", pool->used, (unsigned long long)bound);
+		return buf;
+	}
+	return NULL;
+}
+
+const char *check_range(const struct pt *pt, const struct shadow *sh, uint64_t va, uint64_t len, char *buf,
+			size_t len_buf)
+{
+	struct check_walk c = { .pt = pt, .sh = sh, .buf = buf, .len = len_buf };
+	c.start = pt_linear(pt, va);
+	c.end = c.start + len;
+	return walk_checked(&c) ? buf : NULL;
+}
+
+/* ---- the canonical-form oracle ---- */
+
+struct rebuild_walk {
+	const struct pt *other;
+	char *buf;
+	size_t len;
+	uint64_t leaves;
+};
+
+static int rebuild_entry(void *priv, uint64_t *ptep, int level, uint64_t addr, uint64_t next)
+{
+	struct rebuild_walk *r = priv;
+	uint64_t pte = *ptep;
+	(void)next;
+	if (!pte_present(pte))
+		return 0;
+	if (pte_is_table(pte, level))
+		return PT_WALK_DESCEND;
+	r->leaves++;
+	uint64_t size = pt_level_size(level);
+	uint64_t va = pt_canonical(r->other, addr & ~(size - 1));
+	struct pt_leaf leaf;
+	if (pt_lookup(r->other, va, &leaf) || leaf.va != va || leaf.size != size ||
+	    leaf.pa != pte_addr(pte, level) || leaf.opts != pte_leaf_opts(pte, level)) {
+		snprintf(r->buf, r->len,
+			 "canonical: leaf va 0x%llx size 0x%llx differs from the tables rebuilt from the shadow",
+			 (unsigned long long)va, (unsigned long long)size);
+		return -EFAULT;
+	}
+	return 0;
+}
+
+const char *check_rebuild(const struct pt *pt, const struct shadow *sh, char *buf, size_t len)
+{
+	static const struct pt_walk_ops ops = { .entry = rebuild_entry };
+	const char *result = buf;
+	struct shadow merged = { 0 };
+	struct pool pool = { 0 };
+	struct pt fresh = { 0 };
+	snprintf(buf, len, "canonical: could not rebuild (out of memory)");
+	if (shadow_init(&merged, sh->count))
+		goto out;
+	memcpy(merged.r, sh->r, sh->count * sizeof(*sh->r));
+	merged.count = sh->count;
+	shadow_merge(&merged);
+	if (pool_init_mmap(&pool, pt->pool->capacity + 16, pt->pool->pa_base) ||
+	    pt_init(&fresh, &pool, pt->levels, pt->max_leaf == PT_LEVEL_1G))
+		goto out;
+	for (size_t i = 0; i < merged.count; i++) {
+		const struct shadow_range *r = &merged.r[i];
+		int ret = pt_map(&fresh, r->va, r->len, r->pa, r->opts);
+		if (ret) {
+			snprintf(buf, len, "canonical: rebuild map of va 0x%llx len 0x%llx failed (%d)",
+				 (unsigned long long)r->va, (unsigned long long)r->len, ret);
+			goto out;
+		}
+	}
+	uint64_t a[PT_MAX_LEVELS], b[PT_MAX_LEVELS];
+	pt_count_tables(pt, a);
+	pt_count_tables(&fresh, b);
+	for (int l = 0; l < PT_MAX_LEVELS; l++) {
+		if (a[l] != b[l]) {
+			snprintf(buf, len, "canonical: %llu tables at level %d, rebuilt from the shadow: %llu",
+				 (unsigned long long)a[l], l, (unsigned long long)b[l]);
+			goto out;
+		}
+	}
+	struct rebuild_walk rw = { .other = &fresh, .buf = buf, .len = len };
+	if (pt_walk(pt, 0, 1ull << (PT_PAGE_SHIFT + 9u * (unsigned)pt->levels), &ops, &rw))
+		goto out;
+	struct rebuild_walk back = { .other = pt, .buf = buf, .len = len };
+	if (pt_walk(&fresh, 0, 1ull << (PT_PAGE_SHIFT + 9u * (unsigned)pt->levels), &ops, &back))
+		goto out;
+	result = NULL;
+out:
+	if (fresh.root)
+		pt_destroy(&fresh);
+	if (pool.base)
+		pool_destroy(&pool);
+	shadow_destroy(&merged);
+	return result;
+}

@@ -1,0 +1,248 @@
+/* Table pages from one preallocated block, and the bound that sizes it. */
+#include "pool.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include "pt_assert.h"
+#include "pte.h"
+
+/* Pages given back are zero but for word 0, which holds the index of the next
+ * one (capacity ends the list); pages never taken (from `fresh` up) are zero
+ * and untouched, so a large pool costs nothing until used. Take and give
+ * are O(1). */
+
+void pt_assert_fail(const char *file, int line, const char *expr)
+{
+	char num[16];
+	int n = 0;
+	char tmp[16];
+	for (int v = line; v > 0 && n < 15; v /= 10)
+		tmp[n++] = (char)('0' + v % 10);
+	for (int i = 0; i < n; i++)
+		num[i] = tmp[n - 1 - i];
+	num[n] = 0;
+	const char *parts[] = { "PT_ASSERT failed: ", file, ":", num, ": ", expr, "\n" };
+	for (size_t i = 0; i < sizeof(parts) / sizeof(parts[0]); i++)
+		if (write(2, parts[i], strlen(parts[i])) < 0)
+			break;
+	abort();
+}
+
+static size_t bitmap_words(uint32_t capacity)
+{
+	return ((size_t)capacity + 63) / 64;
+}
+
+size_t pool_bytes(uint32_t capacity)
+{
+	return (size_t)capacity * PT_PAGE_SIZE + 2 * bitmap_words(capacity) * sizeof(uint64_t);
+}
+
+static uint64_t *page_at(const struct pool *p, uint32_t index)
+{
+	return (uint64_t *)(p->base + (size_t)index * PT_PAGE_SIZE);
+}
+
+static uint32_t page_index(const struct pool *p, const uint64_t *page)
+{
+	return (uint32_t)(((const uint8_t *)page - p->base) / PT_PAGE_SIZE);
+}
+
+/* Sets p up over mem, whose pages must already be zero. */
+static bool pool_args_ok(const void *mem, uint32_t capacity, uint64_t pa_base)
+{
+	return mem && capacity && !((uintptr_t)mem & (PT_PAGE_SIZE - 1)) && !(pa_base & (PT_PAGE_SIZE - 1)) &&
+	       pa_base <= (1ull << 52) - (uint64_t)capacity * PT_PAGE_SIZE;
+}
+
+static int pool_setup(struct pool *p, void *mem, uint32_t capacity, uint64_t pa_base)
+{
+	if (!pool_args_ok(mem, capacity, pa_base))
+		return -EINVAL;
+	p->base = mem;
+	p->pa_base = pa_base;
+	p->capacity = capacity;
+	p->used = 0;
+	p->in_use = (uint64_t *)(p->base + (size_t)capacity * PT_PAGE_SIZE);
+	p->mark = p->in_use + bitmap_words(capacity);
+	p->mapped = false;
+	memset(p->in_use, 0, 2 * bitmap_words(capacity) * sizeof(uint64_t));
+	p->free_head = capacity;
+	p->fresh = 0;
+	return 0;
+}
+
+int pool_init(struct pool *p, void *mem, uint32_t capacity, uint64_t pa_base)
+{
+	if (!pool_args_ok(mem, capacity, pa_base))
+		return -EINVAL;
+	memset(mem, 0, (size_t)capacity * PT_PAGE_SIZE);
+	return pool_setup(p, mem, capacity, pa_base);
+}
+
+int pool_init_mmap(struct pool *p, uint32_t capacity, uint64_t pa_base)
+{
+	if (capacity == 0)
+		return -EINVAL;
+	void *mem = mmap(NULL, pool_bytes(capacity), PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (mem == MAP_FAILED)
+		return -ENOMEM;
+	int ret = pool_setup(p, mem, capacity, pa_base); /* mmap memory is zero */
+	if (ret) {
+		munmap(mem, pool_bytes(capacity));
+		return ret;
+	}
+	p->mapped = true;
+	return 0;
+}
+
+void pool_destroy(struct pool *p)
+{
+	if (p->mapped && p->base)
+		munmap(p->base, pool_bytes(p->capacity));
+	memset(p, 0, sizeof(*p));
+}
+
+int pool_take(struct pool *p, uint64_t **page)
+{
+	uint32_t index;
+	uint64_t *pg;
+	if (p->free_head < p->capacity) {
+		index = p->free_head;
+		pg = page_at(p, index);
+		p->free_head = (uint32_t)pg[0];
+		pg[0] = 0;
+	} else if (p->fresh < p->capacity) {
+		index = p->fresh++;
+		pg = page_at(p, index);
+	} else {
+		return -ENOMEM;
+	}
+	p->in_use[index / 64] |= 1ull << (index % 64);
+	p->used++;
+	*page = pg;
+	return 0;
+}
+
+void pool_give(struct pool *p, uint64_t *page)
+{
+	uint32_t index = page_index(p, page);
+	PT_ASSERT((uint8_t *)page >= p->base && index < p->capacity);
+	PT_ASSERT(p->in_use[index / 64] & (1ull << (index % 64)));
+	memset(page, 0, PT_PAGE_SIZE);
+	page[0] = p->free_head;
+	p->free_head = index;
+	p->in_use[index / 64] &= ~(1ull << (index % 64));
+	p->used--;
+}
+
+uint64_t pool_pa(const struct pool *p, const uint64_t *page)
+{
+	return p->pa_base + (uint64_t)((const uint8_t *)page - p->base);
+}
+
+uint64_t *pool_page(const struct pool *p, uint64_t pa)
+{
+	if (pa < p->pa_base || (pa & (PT_PAGE_SIZE - 1)) || (pa - p->pa_base) / PT_PAGE_SIZE >= p->capacity)
+		return NULL;
+	return (uint64_t *)(p->base + (pa - p->pa_base));
+}
+
+bool pool_pa_in_use(const struct pool *p, uint64_t pa)
+{
+	uint64_t *page = pool_page(p, pa);
+	if (!page)
+		return false;
+	uint32_t index = page_index(p, page);
+	return p->in_use[index / 64] & (1ull << (index % 64));
+}
+
+/* The bound. A table at level k (holding level-k entries) sits at position
+ * linear_va >> shift(k+1). A unit needs the table at a position when the
+ * level-(k+1) entry above it cannot be a single leaf or hole for that unit:
+ * the unit covers the entry only in part, or whole but a leaf may not sit at
+ * level k+1 (above max_leaf, or PA not congruent to VA modulo the entry
+ * size). The tables that exist at any moment are a subset of the positions
+ * needed by the units mapped then, plus the unit being mapped or unmapped
+ * (a split or a new table only ever happens where that unit is partial or
+ * misaligned), plus the root. So the bound is 1 + the number of distinct
+ * positions over all units; docs/bound.md has the argument. */
+
+void pool_bound_start(struct pool_bound *b, int levels, bool huge_1g)
+{
+	memset(b, 0, sizeof(*b));
+	b->levels = levels;
+	b->max_leaf = huge_1g ? PT_LEVEL_1G : PT_LEVEL_2M;
+	b->pages = 1; /* the root */
+	if (levels < 4 || levels > PT_BOUND_LEVELS)
+		b->err = -EINVAL;
+}
+
+/* Counts the positions [first, last] at one level not counted before;
+ * positions arrive in ascending order because units do. */
+static void bound_count(struct pool_bound *b, int level, uint64_t first, uint64_t last)
+{
+	uint64_t from = first > b->last[level] ? first : b->last[level];
+	if (last >= from) {
+		b->pages += last - from + 1;
+		b->last[level] = last + 1;
+	}
+}
+
+int pool_bound_add(struct pool_bound *b, const struct pt_unit *u)
+{
+	if (b->err)
+		return b->err;
+	unsigned va_bits = PT_PAGE_SHIFT + 9u * (unsigned)b->levels;
+	uint64_t half = 1ull << (va_bits - 1);
+	uint64_t mask = (1ull << va_bits) - 1;
+	uint64_t lin = u->va & mask;
+	bool upper = u->va >= (0ull - half);
+	if (u->len == 0 || ((u->va | u->len | u->pa) & (PT_PAGE_SIZE - 1)) ||
+	    (!upper && u->va >= half) || u->len > (upper ? mask + 1 - lin : half - lin) ||
+	    lin < b->next_va) {
+		b->err = -EINVAL;
+		return b->err;
+	}
+	b->next_va = lin + u->len;
+	uint64_t end = lin + u->len;
+	for (int k = b->levels - 2; k >= 0; k--) {
+		int above = k + 1;
+		uint64_t size = pt_level_size(above);
+		unsigned shift = pt_level_shift(above);
+		uint64_t first = lin >> shift, last = (end - 1) >> shift;
+		bool leaf_ok = above <= b->max_leaf && ((u->pa - lin) & (size - 1)) == 0;
+		if (!leaf_ok) {
+			bound_count(b, k, first, last);
+			continue;
+		}
+		bool first_whole = (lin & (size - 1)) == 0 && end >= (first + 1) * size;
+		bool last_whole = (end & (size - 1)) == 0 && lin <= last * size;
+		if (!first_whole)
+			bound_count(b, k, first, first);
+		if (!last_whole)
+			bound_count(b, k, last, last);
+	}
+	return 0;
+}
+
+int pool_bound_pages(const struct pool_bound *b, uint64_t *pages)
+{
+	if (b->err)
+		return b->err;
+	*pages = b->pages;
+	return 0;
+}
+
+int pool_bound(const struct pt_unit *units, size_t n, int levels, bool huge_1g, uint64_t *pages)
+{
+	struct pool_bound b;
+	pool_bound_start(&b, levels, huge_1g);
+	for (size_t i = 0; i < n; i++)
+		pool_bound_add(&b, &units[i]);
+	return pool_bound_pages(&b, pages);
+}

@@ -1,0 +1,514 @@
+/* The page-table engine: one iterative walker and its visitors.
+ *
+ * Map and unmap share one visitor (unmap is "map to nothing") and run in two
+ * passes over the same walker: a counting pass that changes nothing and tells
+ * how many table pages the operation takes at most, then, if the pool has
+ * them, the writing pass, which therefore cannot fail half-way. On the way
+ * back up, every table the walk went through is settled: freed when empty,
+ * collapsed into one huge leaf when uniform. That keeps the tables canonical:
+ * exactly those the current mapping needs, whatever the history. */
+#include "pt.h"
+
+#include <errno.h>
+#include <string.h>
+
+#include "pool.h"
+#include "pt_assert.h"
+#include "pt_internal.h"
+
+/* Intermediate entries allow everything; the leaf decides the permissions. */
+#define PTE_TABLE_FLAGS (PTE_P | PTE_RW | PTE_US)
+#define PTE_LEAF_MATCH (~PTE_HW_BITS & ~PTE_ADDR_MASK)
+
+static unsigned va_bits(const struct pt *pt)
+{
+	return PT_PAGE_SHIFT + 9u * (unsigned)pt->levels;
+}
+
+uint64_t pt_linear(const struct pt *pt, uint64_t va)
+{
+	return va & ((1ull << va_bits(pt)) - 1);
+}
+
+uint64_t pt_canonical(const struct pt *pt, uint64_t linear)
+{
+	unsigned bits = va_bits(pt);
+	if (linear & (1ull << (bits - 1)))
+		return linear | ~((1ull << bits) - 1);
+	return linear;
+}
+
+uint64_t *pt_child(const struct pt *pt, uint64_t pte)
+{
+	return pool_page(pt->pool, pte & PTE_ADDR_MASK);
+}
+
+uint64_t pte_make_leaf(uint64_t pa, int level, uint32_t opts)
+{
+	uint64_t pte = pa | PTE_P;
+	if (level > PT_LEVEL_4K)
+		pte |= PTE_PS;
+	if (opts & PT_W)
+		pte |= PTE_RW;
+	if (!(opts & PT_X))
+		pte |= PTE_NX;
+	if (opts & PT_USER)
+		pte |= PTE_US;
+	if (opts & PT_GLOBAL)
+		pte |= PTE_G;
+	if (opts & PT_WC)
+		pte |= PTE_PWT;
+	if (opts & PT_UC)
+		pte |= PTE_PWT | PTE_PCD;
+	return pte;
+}
+
+uint32_t pte_leaf_opts(uint64_t pte, int level)
+{
+	(void)level;
+	uint32_t opts = PT_R;
+	if (pte & PTE_RW)
+		opts |= PT_W;
+	if (!(pte & PTE_NX))
+		opts |= PT_X;
+	if (pte & PTE_US)
+		opts |= PT_USER;
+	if (pte & PTE_G)
+		opts |= PT_GLOBAL;
+	if ((pte & (PTE_PWT | PTE_PCD)) == PTE_PWT)
+		opts |= PT_WC;
+	else if ((pte & (PTE_PWT | PTE_PCD)) == (PTE_PWT | PTE_PCD))
+		opts |= PT_UC;
+	return opts;
+}
+
+/* ---- the walker ---- */
+
+int pt_walk(const struct pt *pt, uint64_t start, uint64_t end, const struct pt_walk_ops *ops, void *priv)
+{
+	uint64_t *table[PT_MAX_LEVELS];
+	uint64_t *parent[PT_MAX_LEVELS]; /* the entry that points to table[level] */
+	uint64_t stop[PT_MAX_LEVELS];    /* where the walk leaves table[level] */
+	int top = pt->levels - 1;
+	int level = top;
+	uint64_t addr = start;
+
+	table[top] = pt->root;
+	parent[top] = NULL;
+	stop[top] = end;
+	while (addr < end) {
+		uint64_t next = pt_addr_end(addr, stop[level], level);
+		uint64_t *pte = &table[level][pt_index(addr, level)];
+		int ret = ops->entry(priv, pte, level, addr, next);
+		if (ret == PT_WALK_DESCEND) {
+			PT_ASSERT(pte_is_table(*pte, level));
+			level--;
+			table[level] = pt_child(pt, *pte);
+			PT_ASSERT(table[level] != NULL);
+			parent[level] = pte;
+			stop[level] = next;
+			continue;
+		}
+		if (ret)
+			return ret;
+		addr = next;
+		while (level < top && addr == stop[level]) {
+			level++;
+			if (!ops->leave)
+				continue;
+			uint64_t entry_start = (addr - 1) & ~(pt_level_size(level) - 1);
+			ret = ops->leave(priv, parent[level - 1], level, entry_start);
+			if (ret)
+				return ret;
+		}
+	}
+	return 0;
+}
+
+/* ---- argument checks ---- */
+
+int pt_check_range(const struct pt *pt, uint64_t va, uint64_t len, const char **why)
+{
+	unsigned bits = va_bits(pt);
+	uint64_t half = 1ull << (bits - 1);
+	const char *reason = NULL;
+
+	if ((va | len) & (PT_PAGE_SIZE - 1))
+		reason = "va and len must be multiples of 4 KiB";
+	else if (len == 0)
+		reason = "len is zero";
+	else if (va + len - 1 < va)
+		reason = "va + len wraps";
+	else if (va >= half && va < 0ull - half)
+		reason = "va is not canonical";
+	else if (va < half && va + len > half)
+		reason = "range leaves the lower canonical half";
+	if (why)
+		*why = reason;
+	return reason ? -EINVAL : 0;
+}
+
+int pt_check_opts(uint32_t opts, const char **why)
+{
+	const char *reason = NULL;
+	if (opts & ~PT_OPTS_ALL)
+		reason = "unknown option bits";
+	else if (!(opts & PT_R))
+		reason = "no access: opts need r";
+	else if ((opts & PT_W) && (opts & PT_X))
+		reason = "w+x refused";
+	else if ((opts & PT_WC) && (opts & PT_UC))
+		reason = "two memory types";
+	if (why)
+		*why = reason;
+	return reason ? -EINVAL : 0;
+}
+
+int pt_check_map(const struct pt *pt, uint64_t va, uint64_t len, uint64_t pa, uint32_t opts, const char **why)
+{
+	if (pt_check_range(pt, va, len, why) || pt_check_opts(opts, why))
+		return -EINVAL;
+	const char *reason = NULL;
+	if (pa & (PT_PAGE_SIZE - 1))
+		reason = "pa must be a multiple of 4 KiB";
+	else if (pa >= (1ull << 52) || len > (1ull << 52) - pa)
+		reason = "pa + len reaches 2^52";
+	if (why)
+		*why = reason;
+	return reason ? -EINVAL : 0;
+}
+
+/* ---- map and unmap: one visitor ---- */
+
+struct set_walk {
+	struct pt *pt;
+	uint64_t va;     /* linear start of the operation */
+	uint64_t pa;     /* pa of va */
+	uint32_t opts;
+	bool clear;      /* unmap */
+	uint64_t pages;  /* counting pass: table pages needed */
+};
+
+/* May [addr, next) become one leaf (or one hole, for unmap) at level? */
+static bool leaf_fits(const struct set_walk *w, int level, uint64_t addr, uint64_t next)
+{
+	uint64_t size = pt_level_size(level);
+	if (addr & (size - 1) || next - addr != size)
+		return false;
+	if (w->clear)
+		return true;
+	return level <= w->pt->max_leaf && ((w->pa - w->va) & (size - 1)) == 0;
+}
+
+/* Tables a wholly covered level-`level` entry needs under it. */
+static uint64_t whole_entry_tables(const struct set_walk *w, int level)
+{
+	uint64_t tables = 0;
+	for (int k = 1; k <= level; k++) {
+		uint64_t size = pt_level_size(k);
+		bool fits = w->clear || (k <= w->pt->max_leaf && ((w->pa - w->va) & (size - 1)) == 0);
+		tables = fits ? 0 : 1 + PT_ENTRIES * tables;
+	}
+	return tables;
+}
+
+/* Tables needed under a new table at `level` (a split leaf or a fresh one)
+ * to hold [start, end). Only the two edges of the range can be partial
+ * entries, so at most two ranges go down a level: no recursion needed. */
+static uint64_t new_table_needs(const struct set_walk *w, int level, uint64_t start, uint64_t end)
+{
+	uint64_t lo[2] = { start, 0 }, hi[2] = { end, 0 };
+	int n = 1;
+	uint64_t tables = 0;
+
+	for (int k = level; k > PT_LEVEL_4K && n; k--) {
+		uint64_t size = pt_level_size(k);
+		uint64_t whole = whole_entry_tables(w, k);
+		uint64_t nlo[2], nhi[2];
+		int nn = 0;
+		for (int i = 0; i < n; i++) {
+			uint64_t a = lo[i], b = hi[i];
+			uint64_t a_up = (a + size - 1) & ~(size - 1), b_down = b & ~(size - 1);
+			if (a_up > b_down) { /* inside one entry, partial at both ends */
+				tables++;
+				nlo[nn] = a, nhi[nn++] = b;
+				continue;
+			}
+			if (a != a_up) {
+				tables++;
+				nlo[nn] = a, nhi[nn++] = a_up;
+			}
+			if (b != b_down) {
+				tables++;
+				nlo[nn] = b_down, nhi[nn++] = b;
+			}
+			tables += (b_down - a_up) / size * whole;
+		}
+		memcpy(lo, nlo, sizeof(lo));
+		memcpy(hi, nhi, sizeof(hi));
+		n = nn;
+	}
+	return tables;
+}
+
+static int count_entry(void *priv, uint64_t *pte, int level, uint64_t addr, uint64_t next)
+{
+	struct set_walk *w = priv;
+	if (pte_is_table(*pte, level))
+		return PT_WALK_DESCEND;
+	if (leaf_fits(w, level, addr, next) || (w->clear && !pte_present(*pte)))
+		return 0;
+	w->pages += 1 + new_table_needs(w, level - 1, addr, next);
+	return 0;
+}
+
+/* Puts a table under *pte: empty, or holding what the leaf *pte mapped. */
+static void install_table(struct pt *pt, uint64_t *pte, int level)
+{
+	uint64_t *table;
+	int ret = pool_take(pt->pool, &table);
+	PT_ASSERT(ret == 0); /* reserved by the counting pass */
+	(void)ret;
+	if (pte_present(*pte)) {
+		int child = level - 1;
+		uint32_t opts = pte_leaf_opts(*pte, level);
+		uint64_t pa = pte_addr(*pte, level);
+		for (int i = 0; i < PT_ENTRIES; i++)
+			table[i] = pte_make_leaf(pa + (uint64_t)i * pt_level_size(child), child, opts);
+	}
+	/* Fill the table before linking it: a vCPU may be walking right now. */
+	__atomic_store_n(pte, pool_pa(pt->pool, table) | PTE_TABLE_FLAGS, __ATOMIC_RELEASE);
+}
+
+static int set_entry(void *priv, uint64_t *pte, int level, uint64_t addr, uint64_t next)
+{
+	struct set_walk *w = priv;
+	if (!pte_is_table(*pte, level) && leaf_fits(w, level, addr, next)) {
+		*pte = w->clear ? 0 : pte_make_leaf(w->pa + (addr - w->va), level, w->opts);
+		return 0;
+	}
+	if (w->clear && !pte_present(*pte))
+		return 0;
+	if (!pte_is_table(*pte, level))
+		install_table(w->pt, pte, level);
+	return PT_WALK_DESCEND;
+}
+
+/* Would the table at `level` (entries of that level) be one leaf one level
+ * up? All entries leaves with the same options, contiguous from an aligned
+ * PA. */
+static bool table_is_uniform(const uint64_t *table, int level)
+{
+	uint64_t first = table[0];
+	if (!pte_is_leaf(first, level) || pte_addr(first, level) & (pt_level_size(level + 1) - 1))
+		return false;
+	uint64_t size = pt_level_size(level);
+	for (int i = 1; i < PT_ENTRIES; i++) {
+		uint64_t e = table[i];
+		if (!pte_is_leaf(e, level) || ((e ^ first) & PTE_LEAF_MATCH) ||
+		    pte_addr(e, level) != pte_addr(first, level) + (uint64_t)i * size)
+			return false;
+	}
+	return true;
+}
+
+static bool table_is_empty(const uint64_t *table)
+{
+	for (int i = 0; i < PT_ENTRIES; i++)
+		if (pte_present(table[i]))
+			return false;
+	return true;
+}
+
+/* Leaving the child table of *pte: free it when empty, collapse it into a
+ * leaf when uniform and a leaf may sit at this level. */
+static int settle_entry(void *priv, uint64_t *pte, int level, uint64_t addr)
+{
+	struct set_walk *w = priv;
+	struct pt *pt = w->pt;
+	uint64_t *table = pt_child(pt, *pte);
+	(void)addr;
+	if (table_is_empty(table)) {
+		*pte = 0;
+		pool_give(pt->pool, table);
+	} else if (level <= pt->max_leaf && table_is_uniform(table, level - 1)) {
+		uint64_t first = table[0];
+		*pte = pte_make_leaf(pte_addr(first, level - 1), level, pte_leaf_opts(first, level - 1));
+		pool_give(pt->pool, table);
+	}
+	return 0;
+}
+
+static const struct pt_walk_ops count_ops = { .entry = count_entry };
+static const struct pt_walk_ops set_ops = { .entry = set_entry, .leave = settle_entry };
+
+static int set_cost(struct set_walk *w, uint64_t len, uint32_t *pages)
+{
+	w->pages = 0;
+	pt_walk(w->pt, w->va, w->va + len, &count_ops, w);
+	*pages = (uint32_t)(w->pages > UINT32_MAX ? UINT32_MAX : w->pages);
+	return 0;
+}
+
+static int set_range(struct set_walk *w, uint64_t len)
+{
+	uint32_t need;
+	set_cost(w, len, &need);
+	if (need > pool_free(w->pt->pool))
+		return -ENOMEM;
+	uint32_t before = w->pt->pool->used;
+	pt_walk(w->pt, w->va, w->va + len, &set_ops, w);
+	PT_ASSERT(w->pt->pool->used <= before + need);
+	(void)before;
+	return 0;
+}
+
+int pt_map_cost(const struct pt *pt, uint64_t va, uint64_t len, uint64_t pa, uint32_t opts, uint32_t *pages)
+{
+	if (pt_check_map(pt, va, len, pa, opts, NULL))
+		return -EINVAL;
+	struct set_walk w = { .pt = (struct pt *)pt, .va = pt_linear(pt, va), .pa = pa, .opts = opts };
+	return set_cost(&w, len, pages);
+}
+
+int pt_unmap_cost(const struct pt *pt, uint64_t va, uint64_t len, uint32_t *pages)
+{
+	if (pt_check_range(pt, va, len, NULL))
+		return -EINVAL;
+	struct set_walk w = { .pt = (struct pt *)pt, .va = pt_linear(pt, va), .clear = true };
+	return set_cost(&w, len, pages);
+}
+
+int pt_map(struct pt *pt, uint64_t va, uint64_t len, uint64_t pa, uint32_t opts)
+{
+	if (pt_check_map(pt, va, len, pa, opts, NULL))
+		return -EINVAL;
+	struct set_walk w = { .pt = pt, .va = pt_linear(pt, va), .pa = pa, .opts = opts };
+	return set_range(&w, len);
+}
+
+int pt_unmap(struct pt *pt, uint64_t va, uint64_t len)
+{
+	if (pt_check_range(pt, va, len, NULL))
+		return -EINVAL;
+	struct set_walk w = { .pt = pt, .va = pt_linear(pt, va), .clear = true };
+	return set_range(&w, len);
+}
+
+/* ---- lookup and is-empty ---- */
+
+struct find_walk {
+	const struct pt *pt;
+	uint64_t *leaf;
+	int level;
+	uint64_t addr;
+};
+
+/* Stops (1) at the first present leaf. */
+static int find_entry(void *priv, uint64_t *pte, int level, uint64_t addr, uint64_t next)
+{
+	struct find_walk *f = priv;
+	(void)next;
+	if (pte_is_table(*pte, level))
+		return PT_WALK_DESCEND;
+	if (!pte_present(*pte))
+		return 0;
+	f->leaf = pte;
+	f->level = level;
+	f->addr = addr;
+	return 1;
+}
+
+static const struct pt_walk_ops find_ops = { .entry = find_entry };
+
+int pt_lookup(const struct pt *pt, uint64_t va, struct pt_leaf *leaf)
+{
+	if (pt_check_range(pt, va & ~(PT_PAGE_SIZE - 1), PT_PAGE_SIZE, NULL))
+		return -EINVAL;
+	struct find_walk f = { .pt = pt };
+	uint64_t lin = pt_linear(pt, va);
+	if (pt_walk(pt, lin, lin + 1, &find_ops, &f) != 1)
+		return -ENOENT;
+	uint64_t size = pt_level_size(f.level);
+	uint64_t base = lin & ~(size - 1);
+	leaf->va = pt_canonical(pt, base);
+	leaf->pa = pte_addr(*f.leaf, f.level);
+	leaf->size = size;
+	leaf->opts = pte_leaf_opts(*f.leaf, f.level);
+	leaf->level = f.level;
+	return 0;
+}
+
+int pt_is_empty(const struct pt *pt, uint64_t va, uint64_t len, bool *empty)
+{
+	if (pt_check_range(pt, va, len, NULL))
+		return -EINVAL;
+	struct find_walk f = { .pt = pt };
+	uint64_t lin = pt_linear(pt, va);
+	*empty = pt_walk(pt, lin, lin + len, &find_ops, &f) != 1;
+	return 0;
+}
+
+/* ---- whole-table helpers ---- */
+
+static int count_tables_entry(void *priv, uint64_t *pte, int level, uint64_t addr, uint64_t next)
+{
+	uint64_t *tables = priv;
+	(void)addr, (void)next;
+	if (!pte_is_table(*pte, level))
+		return 0;
+	tables[level - 1]++;
+	return PT_WALK_DESCEND;
+}
+
+void pt_count_tables(const struct pt *pt, uint64_t tables[PT_MAX_LEVELS])
+{
+	static const struct pt_walk_ops ops = { .entry = count_tables_entry };
+	memset(tables, 0, sizeof(uint64_t) * PT_MAX_LEVELS);
+	tables[pt->levels - 1] = 1;
+	pt_walk(pt, 0, 1ull << va_bits(pt), &ops, tables);
+}
+
+uint64_t pt_root_pa(const struct pt *pt)
+{
+	return pool_pa(pt->pool, pt->root);
+}
+
+int pt_init(struct pt *pt, struct pool *pool, int levels, bool huge_1g)
+{
+	if (levels < 4 || levels > PT_MAX_LEVELS)
+		return -EINVAL;
+	memset(pt, 0, sizeof(*pt));
+	int ret = pool_take(pool, &pt->root);
+	if (ret)
+		return ret;
+	pt->pool = pool;
+	pt->levels = levels;
+	pt->max_leaf = huge_1g ? PT_LEVEL_1G : PT_LEVEL_2M;
+	return 0;
+}
+
+void pt_destroy(struct pt *pt)
+{
+	if (!pt->root)
+		return;
+	/* Unmapping whole top-level entries never splits, so it cannot fail. */
+	struct set_walk w = { .pt = pt, .clear = true };
+	pt_walk(pt, 0, 1ull << va_bits(pt), &set_ops, &w);
+	pool_give(pt->pool, pt->root);
+	pt->root = NULL;
+}
+
+const char *pt_opts_str(uint32_t opts, char buf[32])
+{
+	strcpy(buf, (opts & PT_W) ? "rw" : (opts & PT_X) ? "rx" : "r");
+	if (opts & PT_USER)
+		strcat(buf, ",user");
+	if (opts & PT_GLOBAL)
+		strcat(buf, ",global");
+	if (opts & PT_WC)
+		strcat(buf, ",wc");
+	if (opts & PT_UC)
+		strcat(buf, ",uc");
+	return buf;
+}

@@ -1,0 +1,544 @@
+/* The text-trace interpreter. Each line is parsed completely before it runs,
+ * so a malformed line changes nothing. map/unmap/lookup/empty run against the
+ * page-table engine with a shadow kept beside it; region/layout/fault run the
+ * physical map and the slot engine as kvmrt does; check runs the full
+ * checker (with the rebuild oracle for map/unmap traces, the slot invariants
+ * after a layout). */
+#include "trace.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "check.h"
+#include "physmap.h"
+#include "pool.h"
+#include "pt.h"
+#include "shadow.h"
+#include "slots.h"
+
+#define DEFAULT_POOL_PAGES 4096u
+#define MAX_POOL_PAGES     (1u << 24)
+#define MAX_REGIONS        4096
+#define DEFAULT_SLOTS      32764u  /* KVM_CAP_NR_MEMSLOTS here */
+#define SHADOW_RANGES      65536
+#define MAX_ARGS           8
+
+struct trace {
+	FILE *out;
+	struct pool pool;
+	struct pt pt;
+	struct shadow shadow;
+	bool huge_1g;
+	/* after `layout` */
+	bool laid_out;
+	struct region regions[MAX_REGIONS];
+	size_t region_count;
+	struct region host_sorted[MAX_REGIONS];
+	struct phys_region phys[2 * MAX_REGIONS + 4];
+	struct physmap pm;
+	struct slots slots;
+	uint64_t bound;
+};
+
+/* ---- engine state ---- */
+
+static void drop_state(struct trace *t)
+{
+	if (t->laid_out)
+		slots_destroy(&t->slots);
+	t->laid_out = false;
+	if (t->pt.root)
+		pt_destroy(&t->pt);
+	if (t->pool.base)
+		pool_destroy(&t->pool);
+	shadow_clear(&t->shadow);
+	t->bound = 0;
+}
+
+static int make_tables(struct trace *t, uint32_t pages)
+{
+	int ret = pool_init_mmap(&t->pool, pages, 0x100000000ull);
+	if (ret)
+		return ret;
+	return pt_init(&t->pt, &t->pool, 4, t->huge_1g);
+}
+
+/* map/unmap traces without a pool line get the default pool on first use. */
+static int need_tables(struct trace *t)
+{
+	if (t->pt.root)
+		return 0;
+	return make_tables(t, DEFAULT_POOL_PAGES);
+}
+
+struct trace *trace_new(FILE *out)
+{
+	struct trace *t = calloc(1, sizeof(*t));
+	if (!t)
+		return NULL;
+	t->out = out;
+	t->huge_1g = true;
+	if (shadow_init(&t->shadow, SHADOW_RANGES)) {
+		free(t);
+		return NULL;
+	}
+	return t;
+}
+
+void trace_free(struct trace *t)
+{
+	if (!t)
+		return;
+	drop_state(t);
+	shadow_destroy(&t->shadow);
+	free(t);
+}
+
+/* ---- parsing ---- */
+
+struct args {
+	char *v[MAX_ARGS];
+	int n;
+	char *err;
+	size_t err_len;
+};
+
+static int bad(struct args *a, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static int bad(struct args *a, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(a->err, a->err_len, fmt, ap);
+	va_end(ap);
+	return 2;
+}
+
+/* Hex with 0x, or decimal; the whole word, no sign, no overflow. */
+static bool parse_u64(const char *s, uint64_t *v)
+{
+	int base = 10;
+	if (s[0] == '0' && (s[1] == 'x' || s[1] == 'X')) {
+		base = 16;
+		s += 2;
+	}
+	if (!*s)
+		return false;
+	uint64_t x = 0;
+	for (; *s; s++) {
+		int d;
+		if (*s >= '0' && *s <= '9')
+			d = *s - '0';
+		else if (base == 16 && *s >= 'a' && *s <= 'f')
+			d = *s - 'a' + 10;
+		else if (base == 16 && *s >= 'A' && *s <= 'F')
+			d = *s - 'A' + 10;
+		else
+			return false;
+		if (x > (UINT64_MAX - (uint64_t)d) / (uint64_t)base)
+			return false;
+		x = x * (uint64_t)base + (uint64_t)d;
+	}
+	*v = x;
+	return true;
+}
+
+static int num(struct args *a, int i, const char *what, uint64_t *v)
+{
+	if (!parse_u64(a->v[i], v))
+		return bad(a, "%s '%s' is not a number (hex with 0x, or decimal)", what, a->v[i]);
+	return 0;
+}
+
+/* r | rw | rx, then ,user ,global ,uc ,wc in any order. */
+static int parse_perms(struct args *a, const char *s, uint32_t *opts)
+{
+	char buf[64];
+	if (strlen(s) >= sizeof(buf))
+		return bad(a, "perms '%s' too long", s);
+	strcpy(buf, s);
+	char *save = NULL;
+	char *word = strtok_r(buf, ",", &save);
+	if (!word)
+		return bad(a, "perms missing");
+	if (!strcmp(word, "r"))
+		*opts = PT_R;
+	else if (!strcmp(word, "rw"))
+		*opts = PT_R | PT_W;
+	else if (!strcmp(word, "rx"))
+		*opts = PT_R | PT_X;
+	else if (!strcmp(word, "rwx") || !strcmp(word, "wx"))
+		*opts = PT_R | PT_W | PT_X; /* legal syntax; the engine refuses W+X */
+	else
+		return bad(a, "perms '%s': access must be r, rw or rx", word);
+	while ((word = strtok_r(NULL, ",", &save))) {
+		if (!strcmp(word, "user"))
+			*opts |= PT_USER;
+		else if (!strcmp(word, "global"))
+			*opts |= PT_GLOBAL;
+		else if (!strcmp(word, "uc"))
+			*opts |= PT_UC;
+		else if (!strcmp(word, "wc"))
+			*opts |= PT_WC;
+		else
+			return bad(a, "unknown perm flag '%s' (user, global, uc, wc)", word);
+	}
+	return 0;
+}
+
+static int want_args(struct args *a, const char *op, int min, int max, const char *usage)
+{
+	if (a->n - 1 < min || a->n - 1 > max)
+		return bad(a, "%s takes %s", op, usage);
+	return 0;
+}
+
+static const char *errno_name(int err)
+{
+	switch (err) {
+	case EINVAL: return "EINVAL";
+	case ENOMEM: return "ENOMEM";
+	case ENOSPC: return "ENOSPC";
+	case EEXIST: return "EEXIST";
+	case EFAULT: return "EFAULT";
+	case E2BIG: return "E2BIG";
+	case ENOENT: return "ENOENT";
+	default: return "E?";
+	}
+}
+
+/* ---- operations ---- */
+
+static int op_pool(struct trace *t, struct args *a)
+{
+	uint64_t pages;
+	int r = want_args(a, "pool", 1, 2, "PAGES [1g=off]");
+	if (r || (r = num(a, 1, "PAGES", &pages)))
+		return r;
+	if (pages < 1 || pages > MAX_POOL_PAGES)
+		return bad(a, "pool PAGES must be 1..%u (the root needs one)", MAX_POOL_PAGES);
+	bool huge = true;
+	if (a->n == 3) {
+		if (strcmp(a->v[2], "1g=off") && strcmp(a->v[2], "1g=on"))
+			return bad(a, "pool option '%s': 1g=off or 1g=on", a->v[2]);
+		huge = !strcmp(a->v[2], "1g=on");
+	}
+	drop_state(t);
+	t->huge_1g = huge;
+	if (make_tables(t, (uint32_t)pages))
+		return bad(a, "cannot allocate a pool of %" PRIu64 " pages", pages);
+	return 0;
+}
+
+static void print_error(struct trace *t, const char *op, int ret, const char *why)
+{
+	fprintf(t->out, "%s error %s: %s\n", op, errno_name(-ret), why ? why : "failed");
+}
+
+static int op_map(struct trace *t, struct args *a)
+{
+	uint64_t va, len, pa;
+	uint32_t opts;
+	int r = want_args(a, "map", 4, 4, "VA LEN PA PERMS");
+	if (r || (r = num(a, 1, "VA", &va)) || (r = num(a, 2, "LEN", &len)) || (r = num(a, 3, "PA", &pa)) ||
+	    (r = parse_perms(a, a->v[4], &opts)))
+		return r;
+	if (need_tables(t))
+		return bad(a, "cannot allocate the default pool");
+	const char *why = NULL;
+	if (pt_check_map(&t->pt, va, len, pa, opts, &why)) {
+		print_error(t, "map", -EINVAL, why);
+		return 0;
+	}
+	uint32_t need = 0;
+	pt_map_cost(&t->pt, va, len, pa, opts, &need);
+	int ret = pt_map(&t->pt, va, len, pa, opts);
+	if (ret == -ENOMEM) {
+		char msg[96];
+		snprintf(msg, sizeof(msg), "pool has %u free pages, map needs %u", pool_free(&t->pool), need);
+		print_error(t, "map", ret, msg);
+		return 0;
+	}
+	if (ret) {
+		print_error(t, "map", ret, NULL);
+		return 0;
+	}
+	if (shadow_map(&t->shadow, va, len, pa, opts))
+		return bad(a, "shadow is full");
+	fprintf(t->out, "map ok\n");
+	return 0;
+}
+
+static int op_unmap(struct trace *t, struct args *a)
+{
+	uint64_t va, len;
+	int r = want_args(a, "unmap", 2, 2, "VA LEN");
+	if (r || (r = num(a, 1, "VA", &va)) || (r = num(a, 2, "LEN", &len)))
+		return r;
+	if (need_tables(t))
+		return bad(a, "cannot allocate the default pool");
+	const char *why = NULL;
+	if (pt_check_range(&t->pt, va, len, &why)) {
+		print_error(t, "unmap", -EINVAL, why);
+		return 0;
+	}
+	uint32_t need = 0;
+	pt_unmap_cost(&t->pt, va, len, &need);
+	int ret = pt_unmap(&t->pt, va, len);
+	if (ret) {
+		char msg[96];
+		snprintf(msg, sizeof(msg), "pool has %u free pages, unmap needs %u to split", pool_free(&t->pool), need);
+		print_error(t, "unmap", ret, ret == -ENOMEM ? msg : NULL);
+		return 0;
+	}
+	if (shadow_unmap(&t->shadow, va, len))
+		return bad(a, "shadow is full");
+	fprintf(t->out, "unmap ok\n");
+	return 0;
+}
+
+static const char *size_name(uint64_t size)
+{
+	return size == (1ull << 30) ? "1G" : size == (1ull << 21) ? "2M" : "4K";
+}
+
+static int op_lookup(struct trace *t, struct args *a)
+{
+	uint64_t va;
+	int r = want_args(a, "lookup", 1, 1, "VA");
+	if (r || (r = num(a, 1, "VA", &va)))
+		return r;
+	if (need_tables(t))
+		return bad(a, "cannot allocate the default pool");
+	struct pt_leaf leaf;
+	int ret = pt_lookup(&t->pt, va, &leaf);
+	if (ret == -EINVAL) {
+		print_error(t, "lookup", ret, "va is not canonical");
+		return 0;
+	}
+	if (ret) {
+		fprintf(t->out, "lookup 0x%" PRIx64 " unmapped\n", va);
+		return 0;
+	}
+	char perms[32];
+	fprintf(t->out, "lookup 0x%" PRIx64 " -> 0x%" PRIx64 " %s %s\n", va, leaf.pa + (va - leaf.va),
+		size_name(leaf.size), pt_opts_str(leaf.opts, perms));
+	return 0;
+}
+
+static int op_empty(struct trace *t, struct args *a)
+{
+	uint64_t va, len;
+	int r = want_args(a, "empty", 2, 2, "VA LEN");
+	if (r || (r = num(a, 1, "VA", &va)) || (r = num(a, 2, "LEN", &len)))
+		return r;
+	if (need_tables(t))
+		return bad(a, "cannot allocate the default pool");
+	const char *why = NULL;
+	bool empty;
+	if (pt_check_range(&t->pt, va, len, &why)) {
+		print_error(t, "empty", -EINVAL, why);
+		return 0;
+	}
+	pt_is_empty(&t->pt, va, len, &empty);
+	fprintf(t->out, "empty %s\n", empty ? "yes" : "no");
+	return 0;
+}
+
+static int op_check(struct trace *t, struct args *a)
+{
+	int r = want_args(a, "check", 0, 0, "no arguments");
+	if (r)
+		return r;
+	if (need_tables(t))
+		return bad(a, "cannot allocate the default pool");
+	char buf[512];
+	const char *fail;
+	if (t->laid_out)
+		fail = check_slots(&t->slots, buf, sizeof(buf));
+	else if (!(fail = check_tables(&t->pt, &t->shadow, 0, buf, sizeof(buf))))
+		fail = check_rebuild(&t->pt, &t->shadow, buf, sizeof(buf));
+	if (fail) {
+		fprintf(t->out, "check FAIL: %s\n", fail);
+		return 1;
+	}
+	fprintf(t->out, "check ok\n");
+	return 0;
+}
+
+static int op_region(struct trace *t, struct args *a)
+{
+	uint64_t va, len;
+	int r = want_args(a, "region", 2, 3, "VA LEN [ro|mmio|excluded]");
+	if (r || (r = num(a, 1, "VA", &va)) || (r = num(a, 2, "LEN", &len)))
+		return r;
+	enum region_kind kind = REGION_NORMAL;
+	if (a->n == 4) {
+		if (!strcmp(a->v[3], "ro"))
+			kind = REGION_RO;
+		else if (!strcmp(a->v[3], "mmio"))
+			kind = REGION_MMIO;
+		else if (!strcmp(a->v[3], "excluded"))
+			kind = REGION_EXCLUDED;
+		else
+			return bad(a, "region kind '%s': ro, mmio or excluded", a->v[3]);
+	}
+	if (t->region_count == MAX_REGIONS)
+		return bad(a, "more than %d regions", MAX_REGIONS);
+	t->regions[t->region_count++] = (struct region){ .va = va, .len = len, .kind = kind };
+	return 0;
+}
+
+static int set_slot(void *ctx, uint32_t id, uint64_t pa, uint64_t len, uint64_t va, bool readonly)
+{
+	const struct trace *t = ctx;
+	(void)readonly;
+	if ((pa | len | va) & 0xfff || len == 0 || id >= t->slots.capacity)
+		return -EINVAL;
+	return 0;
+}
+
+static int op_layout(struct trace *t, struct args *a)
+{
+	struct physmap_config cfg = { 0 };
+	bool legacy = false;
+	uint64_t slots = DEFAULT_SLOTS;
+	for (int i = 1; i < a->n; i++) {
+		char *eq = strchr(a->v[i], '=');
+		uint64_t v = 0;
+		if (!strcmp(a->v[i], "legacy")) {
+			legacy = true;
+			continue;
+		}
+		if (!eq || !parse_u64(eq + 1, &v))
+			return bad(a, "layout option '%s': block=SIZE reserved=SIZE physbits=N slots=N legacy", a->v[i]);
+		*eq = 0;
+		if (!strcmp(a->v[i], "block"))
+			cfg.block_size = v;
+		else if (!strcmp(a->v[i], "reserved"))
+			cfg.reserved = v;
+		else if (!strcmp(a->v[i], "physbits") && v <= 64)
+			cfg.pa_bits = (unsigned)v;
+		else if (!strcmp(a->v[i], "slots") && v >= 1 && v <= 1u << 20)
+			slots = v;
+		else
+			return bad(a, "layout option '%s' unknown or out of range", a->v[i]);
+		if (v == 0)
+			return bad(a, "layout option %s=0", a->v[i]);
+	}
+	drop_state(t);
+	const char *why = NULL;
+	int ret = physmap_build(&t->pm, &cfg, t->regions, t->region_count, t->host_sorted, t->phys,
+				sizeof(t->phys) / sizeof(t->phys[0]), &why);
+	if (ret) {
+		print_error(t, "layout", ret, why);
+		return 0;
+	}
+	uint64_t pages;
+	ret = physmap_bound(&t->pm, legacy, 4, t->huge_1g, &pages);
+	if (ret || pages > MAX_POOL_PAGES) {
+		print_error(t, "layout", ret ? ret : -E2BIG, "the pool the bound asks for is too large");
+		return 0;
+	}
+	if (make_tables(t, (uint32_t)pages))
+		return bad(a, "cannot allocate a pool of %" PRIu64 " pages", pages);
+	ret = slots_init(&t->slots, &t->pt, &t->pm, (uint32_t)slots, legacy ? SLOTS_LEGACY : 0, set_slot, t);
+	if (ret) {
+		print_error(t, "layout", ret, "slot engine");
+		drop_state(t);
+		return 0;
+	}
+	t->laid_out = true;
+	t->bound = pages;
+	for (size_t i = 0; i < t->pm.count; i++) {
+		const struct phys_region *p = &t->pm.regions[i];
+		fprintf(t->out, "phys 0x%" PRIx64 "-0x%" PRIx64 " -> 0x%" PRIx64 "%s\n", p->va, p->va + p->len, p->pa,
+			p->kind == REGION_RO ? " ro" : p->kind == REGION_MMIO ? " mmio" : "");
+	}
+	return 0;
+}
+
+static int op_fault(struct trace *t, struct args *a)
+{
+	uint64_t va;
+	int r = want_args(a, "fault", 1, 1, "VA");
+	if (r || (r = num(a, 1, "VA", &va)))
+		return r;
+	if (!t->laid_out) {
+		fprintf(t->out, "fault 0x%" PRIx64 " error EINVAL: no layout yet\n", va);
+		return 0;
+	}
+	const struct region *host = physmap_host_region(&t->pm, va);
+	if (!host || host->kind == REGION_EXCLUDED) {
+		fprintf(t->out, "fault 0x%" PRIx64 " error EFAULT: va is in no host region\n", va);
+		return 0;
+	}
+	struct slots_result res;
+	int ret = slots_fault(&t->slots, va, &res);
+	if (ret) {
+		const char *why = ret == -EFAULT	? "va is in no physical region"
+				  : ret == -ENOSPC ? "slot table is full"
+				  : ret == -ENOMEM ? "pool exhausted"
+						   : "slot callback failed";
+		fprintf(t->out, "fault 0x%" PRIx64 " error %s: %s\n", va, errno_name(-ret), why);
+		return 0;
+	}
+	if (res.outcome == SLOTS_ALREADY)
+		fprintf(t->out, "fault 0x%" PRIx64 " already mapped\n", va);
+	else if (res.outcome == SLOTS_MMIO)
+		fprintf(t->out, "fault 0x%" PRIx64 " -> mmio pa 0x%" PRIx64 " len 0x%" PRIx64 "\n", va, res.pa, res.len);
+	else
+		fprintf(t->out, "fault 0x%" PRIx64 " -> slot %u pa 0x%" PRIx64 " len 0x%" PRIx64 "\n", va, res.slot,
+			res.pa, res.len);
+	return 0;
+}
+
+static int op_stats(struct trace *t, struct args *a)
+{
+	int r = want_args(a, "stats", 0, 0, "no arguments");
+	if (r)
+		return r;
+	if (need_tables(t))
+		return bad(a, "cannot allocate the default pool");
+	uint64_t tables[5];
+	pt_count_tables(&t->pt, tables);
+	fprintf(t->out, "stats pool %u/%u tables pml4=%" PRIu64 " pdpt=%" PRIu64 " pd=%" PRIu64 " pt=%" PRIu64
+		" slots=%u\n",
+		t->pool.used, t->pool.capacity, tables[3], tables[2], tables[1], tables[0],
+		t->laid_out ? __atomic_load_n(&t->slots.count, __ATOMIC_ACQUIRE) : 0);
+	return 0;
+}
+
+static const struct {
+	const char *name;
+	int (*run)(struct trace *t, struct args *a);
+} ops[] = {
+	{ "pool", op_pool },	 { "map", op_map },	  { "unmap", op_unmap }, { "lookup", op_lookup },
+	{ "empty", op_empty },	 { "check", op_check },	  { "region", op_region }, { "layout", op_layout },
+	{ "fault", op_fault },	 { "stats", op_stats },
+};
+
+int trace_line(struct trace *t, const char *line, char *err, size_t err_len)
+{
+	char buf[512];
+	struct args a = { .err = err, .err_len = err_len };
+	size_t n = strcspn(line, "#\n");
+	if (n >= sizeof(buf))
+		return bad(&a, "line longer than %zu characters", sizeof(buf) - 1);
+	memcpy(buf, line, n);
+	buf[n] = 0;
+	char *save = NULL;
+	for (char *w = strtok_r(buf, " \t\r", &save); w; w = strtok_r(NULL, " \t\r", &save)) {
+		if (a.n == MAX_ARGS)
+			return bad(&a, "too many words");
+		a.v[a.n++] = w;
+	}
+	if (a.n == 0)
+		return 0;
+	for (size_t i = 0; i < sizeof(ops) / sizeof(ops[0]); i++)
+		if (!strcmp(a.v[0], ops[i].name))
+			return ops[i].run(t, &a);
+	return bad(&a, "unknown operation '%s'", a.v[0]);
+}
