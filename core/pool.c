@@ -67,6 +67,7 @@ static int pool_setup(struct pool *p, void *mem, uint32_t capacity, uint64_t pa_
 	p->pa_base = pa_base;
 	p->capacity = capacity;
 	p->used = 0;
+	p->peak = 0;
 	p->in_use = (uint64_t *)(p->base + (size_t)capacity * PT_PAGE_SIZE);
 	p->mark = p->in_use + bitmap_words(capacity);
 	p->mapped = false;
@@ -124,6 +125,8 @@ int pool_take(struct pool *p, uint64_t **page)
 	}
 	p->in_use[index / 64] |= 1ull << (index % 64);
 	p->used++;
+	if (p->used > p->peak)
+		p->peak = p->used;
 	*page = pg;
 	return 0;
 }

@@ -16,6 +16,7 @@ struct pool {
 	uint64_t *mark;       /* one bit per page, scratch for the checker */
 	uint32_t capacity;
 	uint32_t used;
+	uint32_t peak;        /* highest `used` seen: what a layout really needed */
 	uint32_t free_head;   /* first page given back, capacity if none */
 	uint32_t fresh;       /* pages at and above this were never taken */
 	bool mapped;          /* memory came from pool_init_mmap */
