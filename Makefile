@@ -64,6 +64,7 @@ $(B)/$(1)/kvmpt-trace: $$(call obj,$(1),$$(TRACE_SRCS)) $(B)/$(1)/libkvmpt.a
 endef
 $(foreach v,$(VARIANTS),$(eval $(call variant_rules,$(v))))
 
+.SECONDARY:
 .PHONY: all check fuzz bench clean deps corpus corpus-min triage coverage stack-check
 all: $(B)/kvmpt-trace
 

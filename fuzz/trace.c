@@ -239,8 +239,8 @@ static void print_error(struct trace *t, const char *op, int ret, const char *wh
 
 static int op_map(struct trace *t, struct args *a)
 {
-	uint64_t va, len, pa;
-	uint32_t opts;
+	uint64_t va = 0, len = 0, pa = 0;
+	uint32_t opts = 0;
 	int r = want_args(a, "map", 4, 4, "VA LEN PA PERMS");
 	if (r || (r = num(a, 1, "VA", &va)) || (r = num(a, 2, "LEN", &len)) || (r = num(a, 3, "PA", &pa)) ||
 	    (r = parse_perms(a, a->v[4], &opts)))
