@@ -10,6 +10,9 @@ CLANG   ?= clang
 SHELL   := /bin/bash
 B       := build
 
+# Bind every symbol at load: a lazy PLT resolution inside the fault path
+# (a signal handler) saves the whole xsave area on a small stack.
+LDFLAGS := -Wl,-z,now
 WARN    := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wvla
 BASE    := -std=c11 -D_GNU_SOURCE -g -MMD -MP -Icore $(WARN)
 
@@ -60,7 +63,7 @@ $(B)/$(1)/libkvmpt.a: $$(call obj,$(1),$$(CORE_SRCS))
 	@rm -f $$@
 	ar rcs $$@ $$^
 $(B)/$(1)/kvmpt-trace: $$(call obj,$(1),$$(TRACE_SRCS)) $(B)/$(1)/libkvmpt.a
-	$$(CC_$(1)) $$(CFLAGS_$(1)) $$^ -o $$@ -lpthread
+	$$(CC_$(1)) $$(CFLAGS_$(1)) $$(LDFLAGS) $$^ -o $$@ -lpthread
 endef
 $(foreach v,$(VARIANTS),$(eval $(call variant_rules,$(v))))
 

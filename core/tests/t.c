@@ -21,6 +21,11 @@ bool t_check(bool ok, const char *file, int line, const char *expr, const char *
 	return false;
 }
 
+bool t_eq(unsigned long long a, unsigned long long b, const char *file, int line, const char *expr)
+{
+	return t_check(a == b, file, line, expr, "0x%llx != 0x%llx", a, b);
+}
+
 void t_skip(const char *fmt, ...)
 {
 	va_list ap;

@@ -13,8 +13,8 @@ int t_exit(void);
 void t_skip(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
 #define T_CHECK(cond, ...) t_check(!!(cond), __FILE__, __LINE__, #cond, __VA_ARGS__)
-/* Equality of two integers, printing both. */
-#define T_EQ(a, b) t_check((unsigned long long)(a) == (unsigned long long)(b), __FILE__, __LINE__, \
-			   #a " == " #b, "0x%llx != 0x%llx", (unsigned long long)(a), (unsigned long long)(b))
+/* Equality of two integers, printing both; each is evaluated once. */
+bool t_eq(unsigned long long a, unsigned long long b, const char *file, int line, const char *expr);
+#define T_EQ(a, b) t_eq((unsigned long long)(a), (unsigned long long)(b), __FILE__, __LINE__, #a " == " #b)
 
 #endif
