@@ -214,7 +214,7 @@ int physmap_build(struct physmap *pm, const struct physmap_config *cfg,
 		err = pm_check_region(&host[i], i, why);
 	if (err)
 		return err;
-	if (host_sorted != host)
+	if (n && host_sorted != host)
 		memmove(host_sorted, host, n * sizeof(*host));
 	pm_sort(host_sorted, n);
 	for (size_t i = 1; i < n; i++) {
