@@ -97,24 +97,17 @@ static int check_leaf_translation(struct check_walk *c, uint64_t va, uint64_t si
 {
 	char o1[32], o2[32];
 	for (uint64_t off = 0; off < size;) {
-		uint64_t spa;
-		uint32_t sopts;
-		if (shadow_lookup(c->sh, va + off, &spa, &sopts))
+		const struct shadow_range *r = shadow_find(c->sh, va + off);
+		if (!r)
 			return fail(c, "translation: va 0x%llx maps to pa 0x%llx %s, shadow has nothing",
 				    (unsigned long long)(va + off), (unsigned long long)(pa + off), pt_opts_str(opts, o1));
-		if (spa != pa + off || sopts != opts)
+		uint64_t into = va + off - r->va;
+		if (r->pa + into != pa + off || r->opts != opts)
 			return fail(c, "translation: va 0x%llx maps to pa 0x%llx %s, shadow says pa 0x%llx %s",
 				    (unsigned long long)(va + off), (unsigned long long)(pa + off), pt_opts_str(opts, o1),
-				    (unsigned long long)spa, pt_opts_str(sopts, o2));
-		/* Skip to the end of the shadow range that holds va + off. */
-		uint64_t step = PT_PAGE_SIZE;
-		for (size_t i = 0; i < c->sh->count; i++) {
-			const struct shadow_range *r = &c->sh->r[i];
-			if (va + off >= r->va && va + off - r->va < r->len) {
-				step = r->len - (va + off - r->va);
-				break;
-			}
-		}
+				    (unsigned long long)(r->pa + into), pt_opts_str(r->opts, o2));
+		/* The rest of this shadow range is checked by the same comparison. */
+		uint64_t step = r->len - into;
 		off += step < size - off ? step : size - off;
 	}
 	return 0;

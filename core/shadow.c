@@ -119,17 +119,27 @@ int shadow_unmap(struct shadow *s, uint64_t va, uint64_t len)
 	return cut(s, va, va + len - 1, 0, &at);
 }
 
+const struct shadow_range *shadow_find(const struct shadow *s, uint64_t va)
+{
+	size_t lo = 0, hi = s->count;
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		if (last_of(&s->r[mid]) < va)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo < s->count && s->r[lo].va <= va ? &s->r[lo] : NULL;
+}
+
 int shadow_lookup(const struct shadow *s, uint64_t va, uint64_t *pa, uint32_t *opts)
 {
-	for (size_t i = 0; i < s->count; i++) {
-		const struct shadow_range *r = &s->r[i];
-		if (va >= r->va && va <= last_of(r)) {
-			*pa = r->pa + ((va & ~(SHADOW_PAGE - 1)) - r->va);
-			*opts = r->opts;
-			return 0;
-		}
-	}
-	return -ENOENT;
+	const struct shadow_range *r = shadow_find(s, va);
+	if (!r)
+		return -ENOENT;
+	*pa = r->pa + ((va & ~(SHADOW_PAGE - 1)) - r->va);
+	*opts = r->opts;
+	return 0;
 }
 
 bool shadow_is_empty(const struct shadow *s, uint64_t va, uint64_t len)

@@ -31,6 +31,9 @@ void shadow_clear(struct shadow *s);
 int shadow_map(struct shadow *s, uint64_t va, uint64_t len, uint64_t pa, uint32_t opts);
 int shadow_unmap(struct shadow *s, uint64_t va, uint64_t len);
 
+/* The range holding va, or NULL. Binary search. */
+const struct shadow_range *shadow_find(const struct shadow *s, uint64_t va);
+
 /* Translation of one page: 0 with *pa and *opts, or -ENOENT. */
 int shadow_lookup(const struct shadow *s, uint64_t va, uint64_t *pa, uint32_t *opts);
 
