@@ -99,7 +99,13 @@ int pt_walk(const struct pt *pt, uint64_t start, uint64_t end, const struct pt_w
 	while (addr < end) {
 		uint64_t next = pt_addr_end(addr, stop[level], level);
 		uint64_t *pte = &table[level][pt_index(addr, level)];
-		int ret = ops->entry(priv, pte, level, addr, next);
+		int ret;
+		if (level == PT_LEVEL_4K && ops->leaf_run) {
+			next = stop[level];
+			ret = ops->leaf_run(priv, pte, (unsigned)((next - addr) >> PT_PAGE_SHIFT), addr);
+		} else {
+			ret = ops->entry(priv, pte, level, addr, next);
+		}
 		if (ret == PT_WALK_DESCEND) {
 			PT_ASSERT(pte_is_table(*pte, level));
 			level--;
@@ -254,8 +260,8 @@ static uint64_t new_table_needs(const struct set_walk *w, int level, uint64_t st
 static int count_entry(void *priv, uint64_t *pte, int level, uint64_t addr, uint64_t next)
 {
 	struct set_walk *w = priv;
-	if (pte_is_table(*pte, level))
-		return PT_WALK_DESCEND;
+	if (pte_is_table(*pte, level)) /* a 4 KiB entry never needs a table */
+		return level > PT_LEVEL_2M ? PT_WALK_DESCEND : 0;
 	if (leaf_fits(w, level, addr, next) || (w->clear && !pte_present(*pte)))
 		return 0;
 	w->pages += 1 + new_table_needs(w, level - 1, addr, next);
@@ -278,6 +284,19 @@ static void install_table(struct pt *pt, uint64_t *pte, int level)
 	}
 	/* Fill the table before linking it: a vCPU may be walking right now. */
 	__atomic_store_n(pte, pool_pa(pt->pool, table) | PTE_TABLE_FLAGS, __ATOMIC_RELEASE);
+}
+
+static int set_leaf_run(void *priv, uint64_t *ptes, unsigned n, uint64_t addr)
+{
+	struct set_walk *w = priv;
+	if (w->clear) {
+		memset(ptes, 0, n * sizeof(*ptes));
+		return 0;
+	}
+	uint64_t pte = pte_make_leaf(w->pa + (addr - w->va), PT_LEVEL_4K, w->opts);
+	for (unsigned i = 0; i < n; i++, pte += PT_PAGE_SIZE)
+		ptes[i] = pte;
+	return 0;
 }
 
 static int set_entry(void *priv, uint64_t *pte, int level, uint64_t addr, uint64_t next)
@@ -340,7 +359,7 @@ static int settle_entry(void *priv, uint64_t *pte, int level, uint64_t addr)
 }
 
 static const struct pt_walk_ops count_ops = { .entry = count_entry };
-static const struct pt_walk_ops set_ops = { .entry = set_entry, .leave = settle_entry };
+static const struct pt_walk_ops set_ops = { .entry = set_entry, .leaf_run = set_leaf_run, .leave = settle_entry };
 
 static int set_cost(struct set_walk *w, uint64_t len, uint32_t *pages)
 {

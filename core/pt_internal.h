@@ -14,6 +14,11 @@ struct pt_walk_ops {
 	/* The entry at `level` whose part [addr, next) lies in the walk's range.
 	 * Addresses are linear offsets (canonical VA with the sign bits cut). */
 	int (*entry)(void *priv, uint64_t *pte, int level, uint64_t addr, uint64_t next);
+	/* Optional: a run of n level-0 (4 KiB) entries from ptes[0], covering
+	 * [addr, addr + n * 4 KiB), all in the range. When set, the walker
+	 * calls it instead of `entry` at level 0, so that leaf writes are one
+	 * tight loop. Same return rule, without PT_WALK_DESCEND. */
+	int (*leaf_run)(void *priv, uint64_t *ptes, unsigned n, uint64_t addr);
 	/* Optional: the walk has left the child table of *pte (an entry at `level`
 	 * covering addr). Called for every table the walk descended into. */
 	int (*leave)(void *priv, uint64_t *pte, int level, uint64_t addr);
