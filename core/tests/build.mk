@@ -19,3 +19,7 @@ CHECK_DEPS += $(B)/clang/core/tests/fault_path
 # Worst-case stack and no allocation/recursion, from the call graph.
 TESTS += ci/stack-check
 CHECK_DEPS += $(B)/stack/libkvmpt.a
+
+# Golden traces through kvmpt-trace: exact output format, exit status, messages.
+TESTS += core/tests/run-traces
+CHECK_DEPS += $(B)/kvmpt-trace
