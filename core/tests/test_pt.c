@@ -312,8 +312,41 @@ static void test_random(void)
 	}
 }
 
+/* The level count is a parameter: 5-level tables (57-bit addresses) work
+ * through the same walker. */
+static void test_five_levels(void)
+{
+	struct pool pool;
+	struct pt pt;
+	T_EQ(pool_init_mmap(&pool, 64, 0x100000000ull), 0);
+	T_EQ(pt_init(&pt, &pool, 5, true), 0);
+	uint64_t va = 0x00ff000000000000ull; /* needs the fifth level */
+	T_EQ(pt_map(&pt, va, G1 + K4, 3 * G1, PT_R | PT_W), 0);
+	struct pt_leaf leaf;
+	T_EQ(pt_lookup(&pt, va + G1, &leaf), 0);
+	T_EQ(leaf.size, K4);
+	T_EQ(leaf.pa, 4 * G1);
+	T_EQ(pt_lookup(&pt, va + 5, &leaf), 0);
+	T_EQ(leaf.size, G1);
+	T_EQ(pt_lookup(&pt, 0xff00000000000000ull, &leaf), -ENOENT); /* canonical upper half, 57 bits */
+	T_EQ(pt_map(&pt, 0x0100000000000000ull, K4, 0, PT_R), -EINVAL); /* not canonical in 57 bits */
+	uint64_t tables[5];
+	pt_count_tables(&pt, tables);
+	T_EQ(tables[4], 1);
+	T_EQ(tables[3], 1);
+	T_EQ(pool.used, 5); /* PML5 root, PML4, PDPT (holding the 1 GiB leaf), PD, PT */
+	char buf[256];
+	const char *f = check_tables(&pt, NULL, 0, buf, sizeof(buf));
+	T_CHECK(!f, "%s", f);
+	T_EQ(pt_unmap(&pt, va, G1 + K4), 0);
+	T_EQ(pool.used, 1);
+	pt_destroy(&pt);
+	pool_destroy(&pool);
+}
+
 int main(void)
 {
+	test_five_levels();
 	test_leaf_sizes();
 	test_split_and_collapse();
 	test_history_independence();
