@@ -1,1 +1,166 @@
-# (filled in by its owner)
+# Fuzz targets: every fuzz/fuzz_*.c is one target (TARGET), built for every
+# engine from its own compile of the core sources:
+#   build/libfuzzer/TARGET    clang -fsanitize=fuzzer,address,undefined
+#   build/afl/TARGET          afl-clang-fast, persistent mode, shared-memory cases
+#   build/afl-asan/TARGET     the same with AFL_USE_ASAN=1 AFL_USE_UBSAN=1
+#   build/afl-cmplog/TARGET   the same with AFL_LLVM_CMPLOG=1
+#   build/replay/TARGET       gcc, replay main (FILE|DIR..., --trace)
+#   build/replay-asan/TARGET  clang ASan+UBSan replay main
+#   build/cov/TARGET          clang source-based coverage replay main
+#   build/encode/TARGET       text trace -> input bytes (make corpus)
+# Make targets: fuzz-build (libFuzzer, AFL++ and replays), fuzz-build-libfuzzer,
+# fuzz-build-afl, fuzz-build-replay, fuzz-build-cov, corpus.
+# A target that needs more than core (fuzz_kvm) lists its extra sources in
+# FUZZ_EXTRA_SRCS_<target> (.c or .S, compiled per variant) and libraries in
+# FUZZ_LDLIBS_<target>, set before this file is included.
+
+FUZZ_SRCS    := $(sort $(wildcard fuzz/fuzz_*.c))
+FUZZ_TARGETS := $(patsubst fuzz/%.c,%,$(FUZZ_SRCS))
+# Targets with an encoder, seed traces and a kvmpt-trace round trip.
+FUZZ_CODEC_TARGETS := $(filter fuzz_pt fuzz_slots,$(FUZZ_TARGETS))
+
+AFL_CC := $(shell command -v afl-clang-fast 2>/dev/null)
+
+# The oracle (shadow, checkers) is compiled without coverage feedback in the
+# libFuzzer build: edges and comparisons in it only slow the engine down and
+# steer nothing (bench/fuzz-speed measures it). FUZZ_ORACLE_COV=1 keeps it
+# instrumented.
+FUZZ_ORACLE_SRCS := core/shadow.c core/check.c core/check_slots.c
+
+FUZZ_SAN := -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
+
+FZ_CC_libfuzzer     := $(CLANG)
+FZ_CFLAGS_libfuzzer  = -O1 -DPT_DEBUG -DFUZZING_BUILD_MODE_UNSAFE_FOR_PRODUCTION $(FUZZ_SAN) $(FZ_COV_libfuzzer)
+FZ_COV_libfuzzer    := -fsanitize=fuzzer-no-link
+FZ_LD_libfuzzer     := $(CLANG) -fsanitize=fuzzer $(FUZZ_SAN)
+FZ_DRIVER_libfuzzer := fuzz/driver_libfuzzer.c
+
+FZ_ENV_afl          := AFL_QUIET=1
+FZ_CC_afl           := $(AFL_CC)
+FZ_CFLAGS_afl       := -O2 -DPT_DEBUG -DFUZZING_BUILD_MODE_UNSAFE_FOR_PRODUCTION
+FZ_LD_afl           := $(AFL_CC)
+FZ_DRIVER_afl       := fuzz/driver_afl.c
+
+FZ_ENV_afl-asan     := AFL_QUIET=1 AFL_USE_ASAN=1 AFL_USE_UBSAN=1
+FZ_CC_afl-asan      := $(AFL_CC)
+FZ_CFLAGS_afl-asan  := -O1 -DPT_DEBUG -DFUZZING_BUILD_MODE_UNSAFE_FOR_PRODUCTION -fno-omit-frame-pointer
+FZ_LD_afl-asan      := $(AFL_CC)
+FZ_DRIVER_afl-asan  := fuzz/driver_afl.c
+
+FZ_ENV_afl-cmplog   := AFL_QUIET=1 AFL_LLVM_CMPLOG=1
+FZ_CC_afl-cmplog    := $(AFL_CC)
+FZ_CFLAGS_afl-cmplog := -O2 -DPT_DEBUG -DFUZZING_BUILD_MODE_UNSAFE_FOR_PRODUCTION
+FZ_LD_afl-cmplog    := $(AFL_CC)
+FZ_DRIVER_afl-cmplog := fuzz/driver_afl.c
+
+FZ_CC_replay        := gcc
+FZ_CFLAGS_replay    := -O1 -DPT_DEBUG
+FZ_LD_replay        := gcc
+FZ_DRIVER_replay    := fuzz/driver_replay.c
+
+FZ_CC_replay-asan     := $(CLANG)
+FZ_CFLAGS_replay-asan := -O1 -DPT_DEBUG $(FUZZ_SAN)
+FZ_LD_replay-asan     := $(CLANG) $(FUZZ_SAN)
+FZ_DRIVER_replay-asan := fuzz/driver_replay.c
+
+# build/cov/ objects come from the top Makefile's cov variant rules.
+FZ_LD_cov           := $(CLANG) -fprofile-instr-generate -fcoverage-mapping
+FZ_DRIVER_cov       := fuzz/driver_replay.c
+
+FZ_LD_encode        := gcc
+FZ_DRIVER_encode    := fuzz/encode.c
+
+FUZZ_OWN_VARIANTS := libfuzzer afl afl-asan afl-cmplog replay replay-asan encode
+FZ_CC_encode      := gcc
+FZ_CFLAGS_encode  := -O1
+
+# Object rules of the variants this file owns (cov is the top Makefile's).
+define fuzz_obj_rules
+$(B)/$(1)/%.o: %.c | deps-stamp
+	@mkdir -p $$(@D)
+	$$(FZ_ENV_$(1)) $$(FZ_CC_$(1)) $$(BASE) -Ifuzz $$(FZ_CFLAGS_$(1)) -c $$< -o $$@
+$(B)/$(1)/%.o: %.S | deps-stamp
+	@mkdir -p $$(@D)
+	$$(FZ_ENV_$(1)) $$(FZ_CC_$(1)) $$(BASE) -Ifuzz $$(FZ_CFLAGS_$(1)) -c $$< -o $$@
+endef
+$(foreach v,$(FUZZ_OWN_VARIANTS),$(eval $(call fuzz_obj_rules,$(v))))
+
+ifneq ($(FUZZ_ORACLE_COV),1)
+$(call obj,libfuzzer,$(FUZZ_ORACLE_SRCS)): FZ_COV_libfuzzer :=
+else
+FZ_COV_libfuzzer += -DFUZZ_ORACLE_COV
+endif
+
+fz_objs = $(patsubst %.S,$(B)/$(1)/%.o,$(patsubst %.c,$(B)/$(1)/%.o,$(2)))
+
+# fuzz_link(variant, target)
+define fuzz_link
+$(B)/$(1)/$(2): $(call fz_objs,$(1),fuzz/$(2).c $(FZ_DRIVER_$(1)) $(CORE_SRCS) $(FUZZ_EXTRA_SRCS_$(2)))
+	@mkdir -p $$(@D)
+	$$(FZ_ENV_$(1)) $$(FZ_LD_$(1)) $$^ -o $$@ $$(FUZZ_LDLIBS_$(2)) -lpthread
+endef
+$(foreach v,libfuzzer afl afl-asan afl-cmplog replay replay-asan cov,\
+  $(foreach t,$(FUZZ_TARGETS),$(eval $(call fuzz_link,$(v),$(t)))))
+$(foreach t,$(FUZZ_CODEC_TARGETS),$(eval $(call fuzz_link,encode,$(t))))
+
+FUZZ_BIN = $(foreach t,$(FUZZ_TARGETS),$(B)/$(1)/$(t))
+
+.PHONY: fuzz-build fuzz-build-libfuzzer fuzz-build-afl fuzz-build-replay fuzz-build-cov
+fuzz-build-libfuzzer: $(call FUZZ_BIN,libfuzzer)
+fuzz-build-replay: $(call FUZZ_BIN,replay) $(call FUZZ_BIN,replay-asan)
+fuzz-build-cov: $(call FUZZ_BIN,cov)
+ifneq ($(AFL_CC),)
+fuzz-build-afl: $(call FUZZ_BIN,afl) $(call FUZZ_BIN,afl-asan) $(call FUZZ_BIN,afl-cmplog)
+else
+fuzz-build-afl:
+	@echo "fuzz-build-afl: afl-clang-fast not found (install afl++, see ci/deps): AFL++ builds skipped"
+endif
+fuzz-build: fuzz-build-libfuzzer fuzz-build-afl fuzz-build-replay
+
+# Seeds: corpus/<target>/<name> from corpus/src/<target>/<name>.trace.
+FUZZ_SEED_SRCS := $(foreach t,$(FUZZ_CODEC_TARGETS),$(wildcard corpus/src/$(t)/*.trace))
+FUZZ_SEEDS := $(foreach s,$(FUZZ_SEED_SRCS),$(patsubst corpus/src/%.trace,corpus/%,$(s)))
+
+corpus: $(FUZZ_SEEDS)
+	@for t in $(FUZZ_CODEC_TARGETS); do \
+		for s in corpus/$$t/*; do \
+			[ -f "$$s" ] || continue; \
+			[ -f "corpus/src/$$t/$${s##*/}.trace" ] || echo "corpus: $$s has no trace in corpus/src/$$t (from a campaign?)"; \
+		done; \
+	done
+
+define fuzz_seed_rule
+corpus/$(1)/%: corpus/src/$(1)/%.trace $(B)/encode/$(1)
+	@mkdir -p $$(@D)
+	$(B)/encode/$(1) $$< $$@
+endef
+$(foreach t,$(FUZZ_CODEC_TARGETS),$(eval $(call fuzz_seed_rule,$(t))))
+
+# Tests: one executable per check, generated with the target name baked in
+# (ci/run-tests runs argument-less commands).
+FUZZ_SMOKE_TIME ?= 8
+FUZZ_TEST_DIR := $(B)/fuzz-tests
+
+$(FUZZ_TEST_DIR)/replay-%: fuzz/tests/replay.sh fuzz/build.mk
+	@mkdir -p $(@D)
+	@printf '#!/bin/sh\nexec fuzz/tests/replay.sh %s\n' $* >$@ && chmod +x $@
+$(FUZZ_TEST_DIR)/trace-%: fuzz/tests/trace.sh fuzz/build.mk
+	@mkdir -p $(@D)
+	@printf '#!/bin/sh\nexec fuzz/tests/trace.sh %s\n' $* >$@ && chmod +x $@
+$(FUZZ_TEST_DIR)/smoke-%: fuzz/tests/smoke.sh fuzz/build.mk
+	@mkdir -p $(@D)
+	@printf '#!/bin/sh\nexec fuzz/tests/smoke.sh %s %s\n' $* $(FUZZ_SMOKE_TIME) >$@ && chmod +x $@
+$(FUZZ_TEST_DIR)/codec: fuzz/tests/codec.sh fuzz/build.mk
+	@mkdir -p $(@D)
+	@printf '#!/bin/sh\nexec fuzz/tests/codec.sh %s\n' "$(FUZZ_CODEC_TARGETS)" >$@ && chmod +x $@
+
+FUZZ_TESTS := \
+	$(foreach t,$(FUZZ_TARGETS),$(FUZZ_TEST_DIR)/replay-$(t)) \
+	$(foreach t,$(FUZZ_CODEC_TARGETS),$(FUZZ_TEST_DIR)/trace-$(t)) \
+	$(FUZZ_TEST_DIR)/codec \
+	$(foreach t,$(FUZZ_TARGETS),$(FUZZ_TEST_DIR)/smoke-$(t))
+
+TESTS += $(FUZZ_TESTS)
+CHECK_DEPS += $(FUZZ_TESTS) \
+	$(call FUZZ_BIN,replay-asan) $(call FUZZ_BIN,replay) $(call FUZZ_BIN,libfuzzer) \
+	$(foreach t,$(FUZZ_CODEC_TARGETS),$(B)/encode/$(t)) $(B)/kvmpt-trace
