@@ -19,6 +19,8 @@ struct kvmrt_config {
 	uint64_t block_size;  /* fault block size; 0: the physical map's default */
 	size_t stack_size;    /* guest stack per vCPU; 0: 1 MiB */
 	bool quiet;           /* no "kvmrt: backend ..." line on open */
+	bool full_va;         /* map the whole lower half; default: holes over 2 TiB
+			       * are excluded except 1 TiB next to each mapping */
 };
 
 enum kvmrt_reason {

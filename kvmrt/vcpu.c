@@ -315,6 +315,17 @@ static int vcpu_reset(struct vcpu *v)
 	struct kvm_vcpu_events ev;
 	long r;
 
+	/* A call abandoned at an I/O or MMIO exit leaves KVM an operation to
+	 * complete on the next KVM_RUN (advance RIP, write a register), which
+	 * would land on the registers we are about to set: let it complete now
+	 * without entering the guest. */
+	if (v->dirty) {
+		v->run->immediate_exit = 1;
+		r = kvm_ioctl(v->fd, KVM_RUN, NULL);
+		v->run->immediate_exit = 0;
+		if (r < 0 && r != -EINTR)
+			return (int)r;
+	}
 	vcpu_make_sregs(v, &v->sregs);
 	r = kvm_ioctl(v->fd, KVM_SET_SREGS, &v->sregs);
 	if (r < 0)
@@ -553,7 +564,13 @@ static int vcpu_exit_mmio(struct vcpu *v, struct kvmrt_fault *f)
 	}
 	int err = v->vm->ops->mmio(v->vm->ctx, v, run->mmio.phys_addr, run->mmio.data, run->mmio.len,
 				   run->mmio.is_write, f);
-	return err ? err : 1;
+	if (err) {
+		struct kvm_regs regs;
+		if (kvm_ioctl(v->fd, KVM_GET_REGS, &regs) == 0)
+			f->rip = regs.rip;
+		return err;
+	}
+	return 1;
 }
 
 static int vcpu_exit_internal(struct vcpu *v, struct kvmrt_fault *f)

@@ -1,0 +1,708 @@
+/* kvmrt: the engine behind a real VM. The physical map comes from
+ * /proc/self/maps, the pool is sized by the bound and lives in guest PA space
+ * (its PA is the physical map's translation of its VA, so the CPU can walk
+ * it), tables exist only for slotted fault blocks (legacy: for everything),
+ * and guest #PFs / MMIO exits add slots on demand. */
+#include "kvmrt.h"
+#include "kvmrt_internal.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#include "check.h"
+#include "guest.h"
+
+#define PF_P    0x1u
+#define PF_W    0x2u
+#define PF_U    0x4u
+#define PF_RSVD 0x8u
+#define PF_I    0x10u
+
+static _Atomic uint64_t kvmrt_generation;
+
+static int kvmrt_fail(char *why, size_t len, int err, const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
+
+static int kvmrt_fail(char *why, size_t len, int err, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (why && len) {
+		va_start(ap, fmt);
+		vsnprintf(why, len, fmt, ap);
+		va_end(ap);
+	}
+	return err;
+}
+
+/* ---- /proc/self/maps -> physical map ----------------------------------- */
+
+/* Reads a whole /proc file into a malloc'd buffer (its size is unknown in
+ * advance and it changes as we allocate). */
+static int kvmrt_read_file(const char *path, char **text, size_t *len)
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	size_t cap = 1 << 16, n = 0;
+	char *buf = NULL;
+
+	if (fd < 0)
+		return -errno;
+	for (;;) {
+		char *nb = realloc(buf, cap);
+		if (!nb) {
+			free(buf);
+			close(fd);
+			return -ENOMEM;
+		}
+		buf = nb;
+		ssize_t r = read(fd, buf + n, cap - n);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r < 0) {
+			int err = -errno;
+			free(buf);
+			close(fd);
+			return err;
+		}
+		if (r == 0)
+			break;
+		n += (size_t)r;
+		if (n == cap)
+			cap *= 2;
+	}
+	close(fd);
+	*text = buf;
+	*len = n;
+	return 0;
+}
+
+static size_t kvmrt_count_lines(const char *t, size_t n)
+{
+	size_t lines = 1;
+
+	for (size_t i = 0; i < n; i++)
+		lines += t[i] == '\n';
+	return lines;
+}
+
+/* The guest's PA width: CPUID 0x80000008 as KVM reports it (48 here). */
+static unsigned kvmrt_pa_bits(struct vm *vm)
+{
+	struct kvm_cpuid_entry2 *e = kvm_cpuid_find(vm->cpuid, 0x80000008, 0);
+	unsigned bits = e ? (e->eax & 0xff) : 0;
+
+	return bits >= 36 && bits <= 52 ? bits : 48;
+}
+
+/* Whether the guest may use 1 GiB leaves: PDPE1GB in the CPUID the vCPUs
+ * get. PVM hides it and then faults on a 1 GiB leaf (reserved bit). */
+static bool kvmrt_huge_1g(struct vm *vm)
+{
+	struct kvm_cpuid_entry2 *e = kvm_cpuid_find(vm->cpuid, 0x80000001, 0);
+
+	return e && (e->edx & (1u << 26));
+}
+
+/* The last page of the lower half is not user address space on x86-64
+ * (TASK_SIZE is 2^47 - 4 KiB), so KVM refuses a slot that reaches it:
+ * exclude it, unless a line of the maps already covers it. */
+static size_t kvmrt_exclude_guard(struct region *r, size_t n)
+{
+	const uint64_t guard = (1ull << 47) - 4096;
+
+	for (size_t i = 0; i < n; i++)
+		if (r[i].va <= guard && guard - r[i].va < r[i].len)
+			return n;
+	r[n] = (struct region){ .va = guard, .len = 4096, .kind = REGION_EXCLUDED };
+	return n + 1;
+}
+
+#define TRIM_KEEP  (1ull << 40)   /* kept on each side of a mapping */
+#define TRIM_ALIGN (1ull << 30)
+
+/* Excludes the middle of every hole wider than 2 * TRIM_KEEP. Without 1 GiB
+ * leaves the tables for the whole 128 TiB lower half need 131k pages (513
+ * MiB), which legacy mode would build and the checker walk; the process
+ * itself lives in a few TiB. New mappings land next to old ones (brk grows
+ * up from the heap, mmap grows down from its base), inside the kept
+ * windows. Room for n + 1 more regions must follow r[n]. */
+static size_t kvmrt_trim_holes(struct region *r, size_t n)
+{
+	const uint64_t lo = 0x1000, hi = (1ull << 47) - 4096;
+	size_t out = n;
+	uint64_t prev_end = lo;
+
+	for (size_t i = 0; i <= n; i++) {
+		uint64_t next = i < n ? r[i].va : hi;
+		if (next > hi)
+			next = hi;
+		if (next > prev_end && next - prev_end > 2 * TRIM_KEEP + TRIM_ALIGN) {
+			uint64_t a = (prev_end + TRIM_KEEP + TRIM_ALIGN - 1) & ~(TRIM_ALIGN - 1);
+			uint64_t b = (next - TRIM_KEEP) & ~(TRIM_ALIGN - 1);
+			if (prev_end == lo)
+				a = lo;   /* nothing below the first mapping ever grows down into it */
+			if (b > a)
+				r[out++] = (struct region){ .va = a, .len = b - a, .kind = REGION_EXCLUDED };
+		}
+		if (i < n && r[i].va + r[i].len > prev_end)
+			prev_end = r[i].va + r[i].len;
+	}
+	return out;
+}
+
+static int kvmrt_build_physmap(struct kvmrt *rt, char *why, size_t len)
+{
+	char *text = NULL;
+	size_t n = 0, tlen = 0, bad = 0;
+	const char *pwhy = NULL;
+	int err = kvmrt_read_file("/proc/self/maps", &text, &tlen);
+
+	if (err)
+		return kvmrt_fail(why, len, err, "cannot read /proc/self/maps: %s", strerror(-err));
+	/* Room for the regions and for the physical regions they cut the
+	 * address space into (at most two per host region, plus one). */
+	size_t lines = kvmrt_count_lines(text, tlen);
+	size_t cap = 2 * lines + 16;   /* the lines, one hole each, the guard */
+	rt->host = calloc(cap, sizeof(*rt->host));
+	rt->phys = calloc(2 * cap + 1, sizeof(*rt->phys));
+	if (!rt->host || !rt->phys) {
+		free(text);
+		return kvmrt_fail(why, len, -ENOMEM, "out of memory for %zu regions", cap);
+	}
+	err = physmap_parse_maps(text, tlen, rt->host, lines + 8, &n, &bad);
+	free(text);
+	if (err)
+		return kvmrt_fail(why, len, err, "/proc/self/maps line %zu: %s", bad, strerror(-err));
+	if (!rt->cfg.full_va)
+		n = kvmrt_trim_holes(rt->host, n);
+	n = kvmrt_exclude_guard(rt->host, n);
+	rt->nhost = n;
+	struct physmap_config pc = { .block_size = rt->cfg.block_size, .pa_bits = kvmrt_pa_bits(&rt->vm) };
+	err = physmap_build(&rt->pm, &pc, rt->host, n, rt->host, rt->phys, 2 * cap + 1, &pwhy);
+	if (err)
+		return kvmrt_fail(why, len, err, "%s", pwhy ? pwhy : "physmap_build failed");
+	return 0;
+}
+
+/* ---- pool and tables --------------------------------------------------- */
+
+/* The pool is one anonymous NORESERVE mapping: its pages cost memory only
+ * once taken. Its PA is the physical map's translation of its VA, which is
+ * linear because the mapping sits in one physical region (checked). */
+static int kvmrt_make_pool(struct kvmrt *rt, char *why, size_t len)
+{
+	uint64_t pages, pa, pa_last;
+	int err = physmap_bound(&rt->pm, rt->cfg.legacy, 4, rt->huge_1g, &pages);
+
+	if (err)
+		return kvmrt_fail(why, len, err, "physmap_bound: %s", strerror(-err));
+	if (pages > UINT32_MAX)
+		return kvmrt_fail(why, len, -E2BIG, "bound of %llu table pages is too large",
+				  (unsigned long long)pages);
+	rt->bound = pages;
+	rt->pool_len = (pool_bytes((uint32_t)pages) + 4095) & ~(size_t)4095;
+	void *mem = mmap(NULL, rt->pool_len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	if (mem == MAP_FAILED)
+		return kvmrt_fail(why, len, -errno, "cannot reserve %zu bytes for %llu table pages: %s",
+				  rt->pool_len, (unsigned long long)pages, strerror(errno));
+	rt->pool_mem = mem;
+	uint64_t va = (uint64_t)(uintptr_t)mem;
+	if (physmap_translate(&rt->pm, va, &pa) || physmap_translate(&rt->pm, va + rt->pool_len - 1, &pa_last) ||
+	    pa_last - pa != rt->pool_len - 1)
+		return kvmrt_fail(why, len, -EFAULT, "pool at va 0x%llx len 0x%zx is not one linear range of the physical map",
+				  (unsigned long long)va, rt->pool_len);
+	err = pool_init(&rt->pool, mem, (uint32_t)pages, pa);
+	if (err)
+		return kvmrt_fail(why, len, err, "pool_init(%llu pages at pa 0x%llx): %s",
+				  (unsigned long long)pages, (unsigned long long)pa, strerror(-err));
+	rt->pool_pa = pa;
+	err = pt_init(&rt->pt, &rt->pool, 4, rt->huge_1g);
+	if (err)
+		return kvmrt_fail(why, len, err, "pt_init: %s", strerror(-err));
+	rt->pt_ready = true;
+	return 0;
+}
+
+/* The slot callback: one KVM memory slot per fault block. */
+static int kvmrt_set_slot(void *ctx, uint32_t id, uint64_t pa, uint64_t len, uint64_t va, bool readonly)
+{
+	struct kvmrt *rt = ctx;
+	int err = kvm_set_region(rt->vm.fd, id, pa, len, va, readonly && rt->readonly_slots);
+
+	if (!err)
+		rt->slot_ioctls++;
+	return err;
+}
+
+/* ---- checks ------------------------------------------------------------ */
+
+/* Runs the checker; on a broken invariant remembers it, says so on stderr
+ * and returns -EFAULT. Not from inside the slot callback (it takes the slot
+ * lock). */
+static int kvmrt_check_now(struct kvmrt *rt, const char *when, uint64_t va)
+{
+	char buf[256];
+	const char *bad = check_slots(&rt->slots, buf, sizeof(buf));
+
+	rt->checks++;
+	if (!bad)
+		return 0;
+	if (!atomic_exchange(&rt->check_failed, true)) {
+		snprintf(rt->check_why, sizeof(rt->check_why), "%s 0x%llx: %s", when, (unsigned long long)va, bad);
+		fprintf(stderr, "kvmrt: CHECK FAILED %s\n", rt->check_why);
+	}
+	return -EFAULT;
+}
+
+/* ---- fault service ----------------------------------------------------- */
+
+/* Is the page holding va mapped in this process? mincore fails with ENOMEM
+ * on an unmapped page; a syscall, no allocation, async-signal-safe. */
+bool kvmrt_host_mapped(uint64_t va, uint64_t len)
+{
+	uint64_t first = va & ~4095ull, last = (va + len - 1) & ~4095ull;
+	unsigned char vec;
+
+	for (uint64_t p = first;; p += 4096) {
+		if (mincore((void *)(uintptr_t)p, 4096, &vec) != 0)
+			return false;
+		if (p == last)
+			return true;
+	}
+}
+
+static const char *kvmrt_pf_kind(uint64_t err)
+{
+	if (err & PF_RSVD)
+		return "reserved bit set in a table entry";
+	if (!(err & PF_P))
+		return "not present";
+	if (err & PF_I)
+		return "instruction fetch from a non-executable page";
+	if (err & PF_W)
+		return "write to a read-only page";
+	if (err & PF_U)
+		return "user access to a supervisor page";
+	return "protection violation";
+}
+
+int kvmrt_service_fault(struct kvmrt *rt, uint64_t va, uint64_t err, struct slots_result *res)
+{
+	if (err & (PF_P | PF_RSVD))
+		return -EACCES;
+	if (!kvmrt_host_mapped(va, 1))
+		return -EFAULT;
+	return slots_fault(&rt->slots, va, res);
+}
+
+static int kvmrt_on_page_fault(void *ctx, struct vcpu *v, uint64_t cr2, uint64_t ec, uint64_t rip,
+			       struct kvmrt_fault *f)
+{
+	struct kvmrt *rt = ctx;
+	struct slots_result res;
+	int err;
+
+	(void)v;
+	err = kvmrt_service_fault(rt, cr2, ec, &res);
+	if (err) {
+		f->err = err;
+		vcpu_fault_set(f, KVMRT_PAGE_FAULT, "#PF at 0x%llx error code 0x%llx (%s) rip 0x%llx: %s (%d)",
+			       (unsigned long long)cr2, (unsigned long long)ec, kvmrt_pf_kind(ec), (unsigned long long)rip,
+			       err == -EACCES ? "not a missing slot, so not serviced"
+			       : err == -EFAULT && !kvmrt_host_mapped(cr2, 1) ? "host memory is not mapped"
+			       : err == -EFAULT ? "address outside the physical map (excluded)"
+			       : err == -ENOSPC ? "slot table full" : err == -ENOMEM ? "table pool exhausted (bound broken)"
+			       : "slot engine failed", err);
+		if (err != -EFAULT && err != -EACCES)
+			fprintf(stderr, "kvmrt: %s\n", f->why);
+		return -EFAULT;
+	}
+	if (res.outcome == SLOTS_NEW)
+		rt->new_slots_pf++;
+	if (rt->check && res.outcome != SLOTS_ALREADY && kvmrt_check_now(rt, "after #PF mapping", cr2)) {
+		vcpu_fault_set(f, KVMRT_HOST_ERROR, "check failed: %s", rt->check_why);
+		return -EFAULT;
+	}
+	return 0;
+}
+
+/* Copies between guest data and our own memory without risking SIGSEGV: a
+ * page may be PROT_NONE or read-only behind a mapping that exists. */
+static bool kvmrt_copy(uint64_t va, uint8_t *data, uint32_t len, bool to_memory)
+{
+	struct iovec local = { data, len }, remote = { (void *)(uintptr_t)va, len };
+	ssize_t n = to_memory ? process_vm_writev(getpid(), &local, 1, &remote, 1, 0)
+			      : process_vm_readv(getpid(), &local, 1, &remote, 1, 0);
+	return n == (ssize_t)len;
+}
+
+/* Legacy: the entry is present but the block has no slot, so KVM emulated
+ * the access and asks us. Serve it from our memory, then add the slot so
+ * the next access runs natively. */
+static int kvmrt_on_mmio(void *ctx, struct vcpu *v, uint64_t gpa, uint8_t *data, uint32_t len, bool is_write,
+			 struct kvmrt_fault *f)
+{
+	struct kvmrt *rt = ctx;
+	struct phys_block b;
+	struct slots_result res;
+
+	(void)v;
+	f->addr = gpa;
+	if (physmap_fault_block(&rt->pm, gpa, &b)) {
+		vcpu_fault_set(f, KVMRT_MMIO, "MMIO exit at gpa 0x%llx outside the physical map", (unsigned long long)gpa);
+		return -EFAULT;
+	}
+	uint64_t va = b.va + (gpa - b.pa);
+	f->addr = va;
+	if (!kvmrt_host_mapped(va, len) || !kvmrt_copy(va, data, len, is_write)) {
+		vcpu_fault_set(f, KVMRT_MMIO, "MMIO %s of %u bytes at va 0x%llx (gpa 0x%llx): host memory %s",
+			       is_write ? "write" : "read", len, (unsigned long long)va, (unsigned long long)gpa,
+			       kvmrt_host_mapped(va, len) ? "not accessible" : "not mapped");
+		return -EFAULT;
+	}
+	f->addr = 0;   /* served: leave no trace in a later record */
+	if (rt->mmio_noslot)
+		return 0;
+	int err = slots_map_physical(&rt->slots, b.pa, 1, &res);
+	if (err) {
+		f->err = err;
+		vcpu_fault_set(f, KVMRT_HOST_ERROR, "adding the slot for gpa 0x%llx after an MMIO exit: %s",
+			       (unsigned long long)b.pa, strerror(-err));
+		return -EFAULT;
+	}
+	if (res.outcome == SLOTS_NEW)
+		rt->new_slots_mmio++;
+	if (rt->check && res.outcome != SLOTS_ALREADY && kvmrt_check_now(rt, "after MMIO slot", va)) {
+		vcpu_fault_set(f, KVMRT_HOST_ERROR, "check failed: %s", rt->check_why);
+		return -EFAULT;
+	}
+	return 0;
+}
+
+static bool kvmrt_gpa_to_va(void *ctx, uint64_t gpa, uint64_t *va)
+{
+	struct kvmrt *rt = ctx;
+	struct phys_block b;
+
+	if (physmap_fault_block(&rt->pm, gpa, &b))
+		return false;
+	*va = b.va + (gpa - b.pa);
+	return true;
+}
+
+static int kvmrt_on_port(void *ctx, struct vcpu *v, uint16_t port, uint32_t value, struct kvmrt_fault *f)
+{
+	struct kvmrt *rt = ctx;
+
+	if (rt->port_hook)
+		return rt->port_hook(rt->port_ctx, v, port, value, f);
+	vcpu_fault_set(f, KVMRT_HOST_ERROR, "out to port 0x%x with no handler", port);
+	return -EFAULT;
+}
+
+static const struct vm_ops kvmrt_ops = {
+	.page_fault = kvmrt_on_page_fault,
+	.mmio = kvmrt_on_mmio,
+	.gpa_to_va = kvmrt_gpa_to_va,
+	.port = kvmrt_on_port,
+};
+
+/* Slots and entries for [va, va+len) now: what the CPU touches while
+ * delivering an exception (IDT, GDT, TSS, IST stacks, stubs) must never
+ * fault. */
+int kvmrt_map_range(struct kvmrt *rt, uint64_t va, uint64_t len)
+{
+	uint64_t pa;
+
+	for (uint64_t p = va & ~4095ull; p < va + len; p += 4096) {
+		int err = physmap_translate(&rt->pm, p, &pa);
+		if (!err)
+			err = slots_map_physical(&rt->slots, pa, 4096, NULL);
+		if (err)
+			return err;
+	}
+	return 0;
+}
+
+/* ---- open / close ------------------------------------------------------ */
+
+static int kvmrt_map_system(struct kvmrt *rt, char *why, size_t len)
+{
+	struct { uint64_t va, len; const char *what; } r[] = {
+		{ (uint64_t)(uintptr_t)rt->vm.idt, 4096, "IDT" },
+		{ (uint64_t)(uintptr_t)kvmrt_guest_text_start,
+		  (uint64_t)(kvmrt_guest_text_end - kvmrt_guest_text_start), "guest loop and stubs" },
+		{ rt->pool_pa ? (uint64_t)(uintptr_t)rt->pool_mem : 0, rt->pool_len, "table pool" },
+	};
+
+	for (size_t i = 0; i < sizeof(r) / sizeof(r[0]); i++) {
+		/* The pool: one call, since it is one linear range. */
+		int err = i == 2 ? slots_map_physical(&rt->slots, rt->pool_pa, rt->pool_len, NULL)
+				 : kvmrt_map_range(rt, r[i].va, r[i].len);
+		if (err)
+			return kvmrt_fail(why, len, err, "mapping the %s at va 0x%llx len 0x%llx: %s", r[i].what,
+					  (unsigned long long)r[i].va, (unsigned long long)r[i].len, strerror(-err));
+	}
+	return 0;
+}
+
+static bool kvmrt_env_check(void)
+{
+	const char *e = getenv("KVMRT_CHECK");
+	return e && *e && strcmp(e, "0") != 0;
+}
+
+int kvmrt_open(struct kvmrt **out, const struct kvmrt_config *cfg, char *why, size_t why_len)
+{
+	struct kvmrt *rt = calloc(1, sizeof(*rt));
+	const char *vwhy = "";
+	int err;
+
+	*out = NULL;
+	if (!rt)
+		return kvmrt_fail(why, why_len, -ENOMEM, "out of memory");
+	if (cfg)
+		rt->cfg = *cfg;
+	if (rt->cfg.cpl != 0)
+		rt->cfg.cpl = 3;
+	if (!rt->cfg.max_vcpus)
+		rt->cfg.max_vcpus = 16;
+	if (!rt->cfg.stack_size)
+		rt->cfg.stack_size = 1 << 20;
+	rt->check = rt->cfg.check || kvmrt_env_check();
+	rt->gen = ++kvmrt_generation;
+	pthread_mutex_init(&rt->vcpu_lock, NULL);
+	err = vm_create(&rt->vm, rt->cfg.cpl, rt->cfg.stack_size, &vwhy);
+	if (err) {
+		free(rt);
+		return kvmrt_fail(why, why_len, err, "%s: %s", vwhy, strerror(-err));
+	}
+	rt->vm.ops = &kvmrt_ops;
+	rt->vm.ctx = rt;
+	rt->huge_1g = kvmrt_huge_1g(&rt->vm);
+	rt->readonly_slots = kvm_ioctl_val(rt->vm.kvm_fd, KVM_CHECK_EXTENSION, KVM_CAP_READONLY_MEM) > 0;
+	rt->vcpus = calloc(rt->cfg.max_vcpus, sizeof(*rt->vcpus));
+	if (!rt->vcpus) {
+		err = kvmrt_fail(why, why_len, -ENOMEM, "out of memory");
+		goto fail;
+	}
+	err = kvmrt_build_physmap(rt, why, why_len);
+	if (!err)
+		err = kvmrt_make_pool(rt, why, why_len);
+	if (err)
+		goto fail;
+	unsigned flags = SLOTS_EXEC | (rt->cfg.cpl == 3 ? SLOTS_USER : 0) | (rt->cfg.legacy ? SLOTS_LEGACY : 0);
+	uint32_t cap = rt->vm.max_slots < SLOTS_MAX_CAPACITY ? rt->vm.max_slots : SLOTS_MAX_CAPACITY;
+	err = slots_init(&rt->slots, &rt->pt, &rt->pm, cap, flags, kvmrt_set_slot, rt);
+	if (err) {
+		err = kvmrt_fail(why, why_len, err, "slots_init (capacity %u, %s): %s", cap,
+				 rt->cfg.legacy ? "legacy: every table now" : "lazy", strerror(-err));
+		goto fail;
+	}
+	rt->slots_ready = true;
+	rt->vm.cr3 = pt_root_pa(&rt->pt);
+	err = kvmrt_map_system(rt, why, why_len);
+	if (err)
+		goto fail;
+	if (rt->check && kvmrt_check_now(rt, "after open", 0)) {
+		err = kvmrt_fail(why, why_len, -EFAULT, "check failed: %s", rt->check_why);
+		goto fail;
+	}
+	if (!rt->cfg.quiet)
+		fprintf(stderr, "kvmrt: backend %s; %s mode, CPL%d, %zu physical regions (%s), fault block 0x%llx, "
+			"pool %llu pages (bound), 1 GiB leaves %s\n",
+			kvm_backend_name(rt->vm.backend), rt->cfg.legacy ? "legacy" : "lazy", rt->cfg.cpl,
+			rt->pm.count, rt->cfg.full_va ? "whole lower half" : "holes over 2 TiB trimmed", (unsigned long long)rt->pm.cfg.block_size, (unsigned long long)rt->bound,
+			rt->huge_1g ? "on" : "off (CPUID has no PDPE1GB)");
+	*out = rt;
+	return 0;
+fail:
+	kvmrt_close(rt, NULL, 0);
+	return err;
+}
+
+int kvmrt_close(struct kvmrt *rt, char *why, size_t why_len)
+{
+	int err = 0;
+
+	if (!rt)
+		return 0;
+	if (rt->check && rt->slots_ready && !rt->check_failed)
+		kvmrt_check_now(rt, "at close", 0);
+	if (rt->check_failed)
+		err = kvmrt_fail(why, why_len, -EFAULT, "%s", rt->check_why);
+	for (unsigned i = 0; i < rt->nvcpus; i++)
+		vcpu_destroy(&rt->vcpus[i]);
+	if (rt->slots_ready)
+		slots_destroy(&rt->slots);
+	if (rt->pt_ready)
+		pt_destroy(&rt->pt);
+	vm_destroy(&rt->vm);
+	if (rt->pool_mem)
+		munmap(rt->pool_mem, rt->pool_len);
+	free(rt->vcpus);
+	free(rt->host);
+	free(rt->phys);
+	pthread_mutex_destroy(&rt->vcpu_lock);
+	free(rt);
+	return err;
+}
+
+/* ---- vCPUs and calls --------------------------------------------------- */
+
+static __thread struct { uint64_t gen; unsigned idx; } kvmrt_tls;
+
+static bool kvmrt_try_claim(struct vcpu *v)
+{
+	bool free_ = false;
+	return atomic_compare_exchange_strong(&v->busy, &free_, true);
+}
+
+/* A new vCPU, mapped, claimed. Creation allocates: never on a fault path. */
+static int kvmrt_new_vcpu(struct kvmrt *rt, struct vcpu **out, struct kvmrt_fault *f)
+{
+	const char *why = "";
+	int err = 0;
+
+	pthread_mutex_lock(&rt->vcpu_lock);
+	unsigned n = rt->nvcpus;
+	if (n == rt->cfg.max_vcpus) {
+		err = -EBUSY;
+		vcpu_fault_set(f, KVMRT_HOST_ERROR, "all %u vCPUs are busy", n);
+		goto out;
+	}
+	struct vcpu *v = &rt->vcpus[n];
+	err = vcpu_create(&rt->vm, v, (int)n, &why);
+	if (err) {
+		vcpu_fault_set(f, KVMRT_HOST_ERROR, "creating vCPU %u: %s: %s", n, why, strerror(-err));
+		goto out;
+	}
+	err = kvmrt_map_range(rt, (uint64_t)(uintptr_t)v->area, AREA_SIZE);
+	if (err) {
+		vcpu_fault_set(f, KVMRT_HOST_ERROR, "mapping vCPU %u's system area: %s", n, strerror(-err));
+		vcpu_destroy(v);
+		goto out;
+	}
+	atomic_store(&v->busy, true);
+	atomic_store(&rt->nvcpus, n + 1);
+	if (rt->check && kvmrt_check_now(rt, "after mapping a vCPU area", (uint64_t)(uintptr_t)v->area)) {
+		err = -EFAULT;
+		vcpu_fault_set(f, KVMRT_HOST_ERROR, "check failed: %s", rt->check_why);
+	}
+	*out = v;
+out:
+	pthread_mutex_unlock(&rt->vcpu_lock);
+	return err;
+}
+
+/* The vCPU this thread used last if free (KVM charges a thread change on a
+ * vCPU with an RCU grace period), else any free one, else a new one. */
+static int kvmrt_claim(struct kvmrt *rt, struct vcpu **out, struct kvmrt_fault *f)
+{
+	unsigned n = atomic_load(&rt->nvcpus);
+
+	if (kvmrt_tls.gen == rt->gen && kvmrt_tls.idx < n && kvmrt_try_claim(&rt->vcpus[kvmrt_tls.idx])) {
+		*out = &rt->vcpus[kvmrt_tls.idx];
+		return 0;
+	}
+	for (unsigned i = 0; i < n; i++) {
+		if (kvmrt_try_claim(&rt->vcpus[i])) {
+			*out = &rt->vcpus[i];
+			goto claimed;
+		}
+	}
+	int err = kvmrt_new_vcpu(rt, out, f);
+	if (err == -EFAULT)
+		atomic_store(&(*out)->busy, false);
+	if (err)
+		return err;
+claimed:
+	kvmrt_tls.gen = rt->gen;
+	kvmrt_tls.idx = (unsigned)(*out - rt->vcpus);
+	return 0;
+}
+
+int kvmrt_call(struct kvmrt *rt, kvmrt_fn fn, uint64_t arg, uint64_t *ret, struct kvmrt_fault *fault)
+{
+	struct kvmrt_fault scratch;
+	struct kvmrt_fault *f = fault ? fault : &scratch;
+	struct vcpu *v = NULL;
+	uint64_t r = 0;
+	int err;
+
+	memset(f, 0, sizeof(*f));
+	f->vector = -1;
+	if (rt->check_failed) {
+		vcpu_fault_set(f, KVMRT_HOST_ERROR, "check failed earlier: %s", rt->check_why);
+		return -EFAULT;
+	}
+	err = kvmrt_claim(rt, &v, f);
+	if (err)
+		return err;
+	err = vcpu_call(v, (uint64_t)(uintptr_t)fn, arg, &r, f);
+	atomic_store(&v->busy, false);
+	if (!err && ret)
+		*ret = r;
+	return err;
+}
+
+/* ---- reporting --------------------------------------------------------- */
+
+void kvmrt_exits(struct kvmrt *rt, struct kvmrt_exits *e)
+{
+	unsigned n = atomic_load(&rt->nvcpus);
+
+	memset(e, 0, sizeof(*e));
+	for (unsigned i = 0; i < n; i++) {
+		struct vcpu_counts *c = &rt->vcpus[i].n;
+		e->mmio += c->mmio;
+		e->pf += c->pf;
+		e->io += c->io;
+		e->internal += c->internal;
+		e->other += c->other;
+	}
+}
+
+const char *kvmrt_exits_str(const struct kvmrt_exits *e, char *buf, size_t len)
+{
+	snprintf(buf, len, "exits: mmio=%llu pf=%llu io=%llu internal=%llu other=%llu",
+		 (unsigned long long)e->mmio, (unsigned long long)e->pf, (unsigned long long)e->io,
+		 (unsigned long long)e->internal, (unsigned long long)e->other);
+	return buf;
+}
+
+const char *kvmrt_backend(const struct kvmrt *rt)
+{
+	return kvm_backend_name(rt->vm.backend);
+}
+
+const char *kvmrt_fault_str(const struct kvmrt_fault *f, char *buf, size_t len)
+{
+	static const char *const names[] = {
+		"ok", "page-fault", "exception", "syscall", "efault", "emulation-failure",
+		"shutdown", "mmio", "timeout", "host-error",
+	};
+	const char *name = (unsigned)f->reason < sizeof(names) / sizeof(names[0]) ? names[f->reason] : "?";
+
+	snprintf(buf, len, "fault: reason=%s addr=0x%llx error_code=0x%llx rip=0x%llx vector=%d: %s", name,
+		 (unsigned long long)f->addr, (unsigned long long)f->error_code, (unsigned long long)f->rip,
+		 f->vector, f->why);
+	return buf;
+}
+
+uint32_t kvmrt_slot_count(struct kvmrt *rt)
+{
+	return __atomic_load_n(&rt->slots.count, __ATOMIC_ACQUIRE);
+}
+
+const char *kvmrt_check(struct kvmrt *rt, char *buf, size_t len)
+{
+	return check_slots(&rt->slots, buf, len);
+}

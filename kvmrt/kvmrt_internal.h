@@ -1,0 +1,60 @@
+/* kvmrt internals shared by kvmrt.c, the command, the benchmark, the tests
+ * and fuzz_kvm. */
+#ifndef KVMRT_INTERNAL_H
+#define KVMRT_INTERNAL_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+
+#include "kvmrt.h"
+#include "physmap.h"
+#include "pool.h"
+#include "pt.h"
+#include "slots.h"
+#include "vcpu.h"
+
+struct kvmrt {
+	struct kvmrt_config cfg;
+	uint64_t gen;                 /* tells this runtime from an earlier one at the same address */
+	bool check;
+	bool huge_1g;
+	bool readonly_slots;          /* KVM_CAP_READONLY_MEM */
+	bool pt_ready, slots_ready;
+	bool mmio_noslot;             /* bench: serve MMIO exits without adding the slot */
+	struct vm vm;
+	struct region *host;          /* /proc/self/maps at open, sorted */
+	size_t nhost;
+	struct phys_region *phys;
+	struct physmap pm;
+	uint64_t bound;               /* table pages: the pool's capacity */
+	void *pool_mem;
+	size_t pool_len;
+	uint64_t pool_pa;
+	struct pool pool;
+	struct pt pt;
+	struct slots slots;
+	struct vcpu *vcpus;           /* cfg.max_vcpus entries, nvcpus created */
+	_Atomic unsigned nvcpus;
+	pthread_mutex_t vcpu_lock;    /* vCPU creation only */
+	/* fuzz_kvm: outs to user ports other than DONE/NOP */
+	int (*port_hook)(void *ctx, struct vcpu *v, uint16_t port, uint32_t value, struct kvmrt_fault *f);
+	void *port_ctx;
+	_Atomic uint64_t slot_ioctls, new_slots_pf, new_slots_mmio, checks;
+	atomic_bool check_failed;
+	char check_why[320];
+};
+
+/* Is every page of [va, va+len) mapped in this process (mincore)?
+ * Async-signal-safe, no allocation. */
+bool kvmrt_host_mapped(uint64_t va, uint64_t len);
+
+/* The #PF service as the exit loop runs it: refuses protection and
+ * reserved-bit faults (-EACCES) and host-unmapped pages (-EFAULT), else
+ * slots_fault. Async-signal-safe, no allocation: tests run it from a signal
+ * handler on a small sigaltstack. */
+int kvmrt_service_fault(struct kvmrt *rt, uint64_t va, uint64_t err, struct slots_result *res);
+
+/* Slots and entries for every block [va, va+len) touches. */
+int kvmrt_map_range(struct kvmrt *rt, uint64_t va, uint64_t len);
+
+#endif
