@@ -345,28 +345,82 @@ int physmap_for_each_block(const struct physmap *pm, int (*fn)(void *ctx, const 
 	return 0;
 }
 
-static int pm_bound_block(void *ctx, const struct phys_block *b)
+/* Streaming bound over the blocks, skipping full blocks that cannot add a
+ * table position (2 MiB blocks over 128 TiB are 2^26 blocks; this feeds one
+ * per GiB). A full block (len == block size: aligned in VA, PA congruent)
+ * needs tables only at levels whose entries are larger than the block, at
+ * the positions of the entries holding it -- provided no entry size up to
+ * the block size sits above the highest leaf (else it also needs one table
+ * per such entry inside it, and nothing is skipped). So a full block adds
+ * nothing when the previous block fed lies in the same entry of the
+ * smallest size above the block size: that block was counted at all of
+ * those positions already (a partial or full unit counts every position of
+ * an entry it does not fill). test_physmap checks this against feeding
+ * every block. */
+static int pm_bound_unit(struct pool_bound *b, uint64_t va, uint64_t len, uint64_t pa)
 {
-	const struct pt_unit u = { .va = b->va, .len = b->len, .pa = b->pa };
-	return pool_bound_add(ctx, &u);
+	const struct pt_unit u = { .va = va, .len = len, .pa = pa };
+	return pool_bound_add(b, &u);
+}
+
+/* Feeds the blocks of region r: every partial block, and of the full ones
+ * the first in each group (1 << group_shift bytes of VA; 0: all). */
+static int pm_bound_region(struct pool_bound *b, const struct phys_region *r, uint64_t bs, unsigned group_shift)
+{
+	uint64_t va = r->va, end = r->va + r->len;
+	uint64_t full_end = end & ~(bs - 1);
+	const uint64_t to_pa = r->pa - r->va;   /* wraps harmlessly: PA = VA + to_pa */
+	int err = 0;
+
+	if (va & (bs - 1)) {   /* partial first block */
+		uint64_t next = (va | (bs - 1)) + 1;
+		if (next > end)
+			next = end;
+		err = pm_bound_unit(b, va, next - va, va + to_pa);
+		va = next;
+	}
+	while (!err && va < full_end) {
+		err = pm_bound_unit(b, va, bs, va + to_pa);
+		uint64_t next = va + bs;
+		if (group_shift) {
+			uint64_t group_end = ((va >> group_shift) + 1) << group_shift;
+			if (group_end > next)
+				next = group_end < full_end ? group_end : full_end;
+		}
+		va = next;
+	}
+	if (!err && va < end)  /* partial last block */
+		err = pm_bound_unit(b, va, end - va, va + to_pa);
+	return err;
+}
+
+static unsigned pm_group_shift(uint64_t block_size, int levels, bool huge_1g)
+{
+	int max_leaf = huge_1g ? 2 : 1;   /* PT_LEVEL_1G : PT_LEVEL_2M */
+
+	if (block_size >= (1ull << (12 + 9 * (max_leaf + 1))))
+		return 0;
+	for (int k = 1; k < levels; k++)
+		if ((1ull << (12 + 9 * k)) > block_size)
+			return 12u + 9u * (unsigned)k;
+	return 0;
 }
 
 int physmap_bound(const struct physmap *pm, bool legacy, int levels, bool huge_1g, uint64_t *pages)
 {
+	const uint64_t bs = pm->cfg.block_size;
+	const unsigned group_shift = pm_group_shift(bs, levels, huge_1g);
 	struct pool_bound b;
 	int err = 0;
 
+	/* Units in ascending VA order: regions are sorted by VA. */
 	pool_bound_start(&b, levels, huge_1g);
-	if (!legacy) {
-		/* Blocks come in ascending PA order, which is ascending VA order
-		 * since regions are laid out in VA order. */
-		err = physmap_for_each_block(pm, pm_bound_block, &b);
-	} else {
-		for (size_t i = 0; i < pm->count && !err; i++) {
-			const struct pt_unit u = { .va = pm->regions[i].va, .len = pm->regions[i].len,
-						   .pa = pm->regions[i].pa };
-			err = pool_bound_add(&b, &u);
-		}
+	for (size_t i = 0; i < pm->count && !err; i++) {
+		const struct phys_region *r = &pm->regions[i];
+		if (legacy)
+			err = pm_bound_unit(&b, r->va, r->len, r->pa);
+		else
+			err = pm_bound_region(&b, r, bs, group_shift);
 	}
 	if (err)
 		return err;

@@ -296,14 +296,20 @@ static void shuffle(struct region *h, size_t n)
 	}
 }
 
+static int bound_every_block(void *ctx, const struct phys_block *blk)
+{
+	const struct pt_unit u = { .va = blk->va, .len = blk->len, .pa = blk->pa };
+	return pool_bound_add(ctx, &u);
+}
+
 static void test_random_layouts(void)
 {
-	static struct region h[1000];
+	static struct region h[1001];
 	const uint64_t sizes[] = { 2 * MiB, 4 * MiB, 1 * GiB, 8 * GiB, 64 * GiB };
 
 	for (int round = 0; round < 60; round++) {
 		size_t n = 1 + rnd() % 1000;
-		uint64_t va = (rnd() % 64) << 12;
+		uint64_t va = ((rnd() % 64) << 12) + (rnd() % 4 ? 0 : (rnd() % 0x800) << 30);
 		for (size_t i = 0; i < n; i++) {
 			va += (rnd() % 4 ? 0 : (rnd() % 0x4000) << 12);   /* often adjacent */
 			h[i].va = va;
@@ -325,12 +331,21 @@ static void test_random_layouts(void)
 			const struct phys_region *r = &pm.regions[rnd() % pm.count];
 			check_block(&pm, r->pa + ((rnd() % r->len) & ~0xfffull));
 		}
-		/* 2 MiB blocks over 128 TiB are 2^26 blocks: seconds under
-		 * ASan, so only the coarse grids here. */
-		uint64_t normal, legacy;
-		if (c.block_size >= GiB) {
-			T_RET(physmap_bound(&pm, false, 4, true, &normal), 0);
-			T_RET(physmap_bound(&pm, true, 4, true, &legacy), 0);
+		/* The bound that skips look-alike full blocks equals the one
+		 * that feeds every block. Only with most of the space excluded
+		 * (else 2^26 blocks): the round's regions plus an excluded rest. */
+		h[n] = (struct region){ va, VA_LIMIT - va, REGION_EXCLUDED };
+		T_RET(build(&pm, &c, h, n + 1, &why), 0);
+		for (int huge = 0; huge < 2; huge++) {
+			uint64_t fast, slow;
+			struct pool_bound b;
+			pool_bound_start(&b, 4, huge);
+			T_RET(physmap_for_each_block(&pm, bound_every_block, &b), 0);
+			T_RET(pool_bound_pages(&b, &slow), 0);
+			T_RET(physmap_bound(&pm, false, 4, huge, &fast), 0);
+			T_CHECK(fast == slow, "round %d block 0x%llx huge %d: bound %llu, every block %llu", round,
+				(unsigned long long)c.block_size, huge, (unsigned long long)fast, (unsigned long long)slow);
+			T_RET(physmap_bound(&pm, true, 4, huge, &fast), 0);
 		}
 	}
 }
