@@ -484,7 +484,7 @@ static const char *samples_dir(char *buf, size_t len)
 
 static void test_maps_samples(void)
 {
-	const char *samples[] = { "cat.maps", "bash.maps", "python3.maps", "sleep.maps", "odd.maps", "short.maps" };
+	const char *samples[] = { "cat.maps", "bash.maps", "python3.maps", "sleep.maps", "odd.maps", "short.maps", "kvmpt-trace.maps" };
 	char dir[256], path[512];
 
 	samples_dir(dir, sizeof(dir));
