@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
@@ -118,15 +119,21 @@ int kvm_set_region(int vm_fd, uint32_t id, uint64_t gpa, uint64_t len, uint64_t 
 	return (int)kvm_ioctl(vm_fd, KVM_SET_USER_MEMORY_REGION, &m);
 }
 
+/* struct kvm_msrs with room for one entry (its flexible array member cannot
+ * be nested portably). */
+struct kvm_msrs_one {
+	uint32_t nmsrs;
+	uint32_t pad;
+	struct kvm_msr_entry e;
+};
+_Static_assert(sizeof(struct kvm_msrs) == offsetof(struct kvm_msrs_one, e), "kvm_msrs layout");
+
 int kvm_set_msr(int vcpu_fd, uint32_t index, uint64_t value)
 {
-	struct {
-		struct kvm_msrs h;
-		struct kvm_msr_entry e;
-	} m;
+	struct kvm_msrs_one m;
 
 	memset(&m, 0, sizeof(m));
-	m.h.nmsrs = 1;
+	m.nmsrs = 1;
 	m.e.index = index;
 	m.e.data = value;
 	long r = kvm_ioctl(vcpu_fd, KVM_SET_MSRS, &m);
@@ -136,13 +143,10 @@ int kvm_set_msr(int vcpu_fd, uint32_t index, uint64_t value)
 
 int kvm_get_msr(int vcpu_fd, uint32_t index, uint64_t *value)
 {
-	struct {
-		struct kvm_msrs h;
-		struct kvm_msr_entry e;
-	} m;
+	struct kvm_msrs_one m;
 
 	memset(&m, 0, sizeof(m));
-	m.h.nmsrs = 1;
+	m.nmsrs = 1;
 	m.e.index = index;
 	long r = kvm_ioctl(vcpu_fd, KVM_GET_MSRS, &m);
 	if (r < 0)

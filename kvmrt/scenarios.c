@@ -648,7 +648,7 @@ enum scen_status scen_run(const char *name, const struct scen_opts *opts, FILE *
 	struct kvmrt_config cfg = { .legacy = opts->legacy, .check = opts->check, .cpl = opts->cpl,
 				    .quiet = opts->quiet };
 	struct scen_thread th[MAX_THREADS];
-	char why[512] = "";
+	char why[400] = "";
 
 	memset(rep, 0, sizeof(*rep));
 	for (size_t i = 0; i < sizeof(scen_defs) / sizeof(scen_defs[0]); i++)

@@ -12,7 +12,7 @@
 
 #include "../guest.h"
 #include "../vcpu.h"
-#include "t.h"
+#include "../../core/tests/t.h"
 
 #define GIB (1ull << 30)
 
