@@ -39,7 +39,7 @@ struct kvmrt {
 	/* fuzz_kvm: outs to user ports other than DONE/NOP */
 	int (*port_hook)(void *ctx, struct vcpu *v, uint16_t port, uint32_t value, struct kvmrt_fault *f);
 	void *port_ctx;
-	_Atomic uint64_t slot_ioctls, new_slots_pf, new_slots_mmio, checks;
+	_Atomic uint64_t slot_ioctls, slot_ns, new_slots_pf, new_slots_mmio, checks;
 	atomic_bool check_failed;
 	char check_why[320];
 };
