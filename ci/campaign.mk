@@ -28,10 +28,6 @@ coverage:
 oss-fuzz-local:
 	@ci/oss-fuzz-local
 
-# `make -s print-VAR` prints a make variable (ci/ scripts ask for FUZZ_TARGETS).
-print-%:
-	@echo '$($*)'
-
 # Check-time tests of the scripts above (toy target with planted bugs).
 CAMPAIGN_TESTS := ci/tests/test-triage ci/tests/test-regression ci/tests/test-campaign
 TESTS += $(CAMPAIGN_TESTS)
