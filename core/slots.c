@@ -24,6 +24,7 @@
 #include "slots_internal.h"
 
 #include "physmap.h"
+#include "pool.h"
 #include "pt.h"
 
 #include <errno.h>
@@ -167,14 +168,23 @@ static int slots_map_mmio(struct slots *s, const struct phys_block *b)
 	return err;
 }
 
-/* Entries, then the slot; caller holds the lock. The entries go first so
- * that a failing callback is undone locally with pt_unmap (undoing a slot
- * would need a second ioctl that can fail too). */
+/* The slot, then the entries; caller holds the lock. In that order because
+ * other vCPUs run while we work: an entry written before its slot exists
+ * turns their access into an MMIO exit (emulated, or an emulation failure
+ * for xsave/AVX/cmpxchg16b; kvmrt's lock-xadd scenario caught exactly
+ * that). With the slot first they take a #PF, find the lock held, wait, and
+ * see the block as already done. To keep "nothing half-done", everything that
+ * could make the table writes fail (bad arguments, too few free pool pages)
+ * is checked before the callback, so after a successful callback pt_map
+ * cannot fail; should it anyway (a broken bound), the slot stays in KVM
+ * unpublished and the same id is offered again, which KVM takes for an
+ * identical slot. */
 static int slots_create(struct slots *s, const struct phys_block *b, struct slots_result *r)
 {
 	const bool legacy = s->flags & SLOTS_LEGACY;
+	const uint32_t opts = slots_opts(s, b->kind);
 	int64_t found = slots_find(s, b->pa);
-	uint32_t id = s->count;
+	uint32_t id = s->count, cost = 0;
 	int err;
 
 	if (found >= 0) {
@@ -185,21 +195,23 @@ static int slots_create(struct slots *s, const struct phys_block *b, struct slot
 	if (id == s->capacity)
 		return -ENOSPC;
 	if (!legacy) {
-		err = pt_map(s->pt, b->va, b->len, b->pa, slots_opts(s, b->kind));
+		err = pt_map_cost(s->pt, b->va, b->len, b->pa, opts, &cost);
 		if (err)
 			return err;
+		if (cost > pool_free(s->pt->pool))
+			return -ENOMEM;
 	}
 	err = s->set(s->ctx, id, b->pa, b->len, b->va, b->kind == REGION_RO);
 	/* Our lock serialises our own creates, so EEXIST means a slot for this
-	 * range was made outside this table (another thread racing through
-	 * the VM directly, a retried ioctl that had succeeded): the block is
-	 * backed, which is what we wanted. */
-	if (err == -EEXIST)
-		err = 0;
-	if (err) {
-		if (!legacy && pt_unmap(s->pt, b->va, b->len))
-			err = -ENOMEM;  /* cannot happen with the bound; say it loudly */
+	 * range was made outside this table (another thread going to the VM
+	 * directly, a retried ioctl that had succeeded): the block is backed,
+	 * which is what we wanted. */
+	if (err && err != -EEXIST)
 		return err;
+	if (!legacy) {
+		err = pt_map(s->pt, b->va, b->len, b->pa, opts);
+		if (err)
+			return err;
 	}
 	slots_publish(s, b, id);
 	r->outcome = SLOTS_NEW;

@@ -1,7 +1,8 @@
 /* The slot engine: maps fault blocks into the VM on demand. For each block
- * with no slot yet it writes the block's table entries, then asks the slot
- * callback (kvmrt: KVM_SET_USER_MEMORY_REGION) to create the slot. Never a
- * present entry without a slot. No allocation after init; safe to call from
+ * with no slot yet it asks the slot callback (kvmrt:
+ * KVM_SET_USER_MEMORY_REGION) to create the slot, then writes the block's
+ * table entries. Never a present entry without a slot (not even for a
+ * moment: other vCPUs run meanwhile). No allocation after init; safe to call from
  * several vCPU threads and from a signal handler. */
 #ifndef KVMPT_SLOTS_H
 #define KVMPT_SLOTS_H
@@ -73,7 +74,8 @@ void slots_destroy(struct slots *s);
  * handled. 0, -EINVAL (len 0 or wrap), -EFAULT (a part outside the map),
  * -ENOSPC (slot table full), -ENOMEM (pool), or the callback's error
  * (-EEXIST counts as success: the slot is there); on error the failing block
- * is left without entries, blocks before it keep theirs. */
+ * is left without entries (and, except for a failing callback, without a
+ * callback call), blocks before it keep theirs. */
 int slots_map_physical(struct slots *s, uint64_t pa, uint64_t len, struct slots_result *last);
 
 /* Services a fault at va as kvmrt does: va -> pa -> its block. */

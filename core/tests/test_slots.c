@@ -4,7 +4,7 @@
  * absolute grid, entries with the region's permissions and exactly one slot;
  * that a failing callback leaves no entries; EEXIST as success; a full slot
  * table; legacy mode; the full-space pool figures; and that check_slots
- * catches broken invariants. The thread test lives in test_slots_threads.c.
+ * catches broken invariants; the slot is made before the entries. The thread test lives in test_slots_threads.c.
  * On failure: the check prints the values; check_slots says which invariant. */
 #include "check.h"
 #include "physmap.h"
@@ -201,6 +201,55 @@ static void test_callback_failure(void)
 	T_EQ(slots_fault(&e.slots, 0x500000, &r), 0);
 	T_EQ(r.outcome, SLOTS_NEW);
 	T_EQ(recorder_verify(&rec, &e.slots), 0);
+	env_destroy(&e);
+}
+
+/* The slot comes before the entries (else another vCPU's access in between
+ * would exit as MMIO), and a pool too short for the entries fails before
+ * the callback. */
+static struct slot_env *order_env;
+static int order_bad;
+
+static int order_set(void *ctx, uint32_t id, uint64_t pa, uint64_t len, uint64_t va, bool ro)
+{
+	bool empty = false;
+	if (pt_is_empty(&order_env->pt, va, len, &empty) || !empty)
+		order_bad++;
+	return recorder_set(ctx, id, pa, len, va, ro);
+}
+
+static void test_slot_before_entries(void)
+{
+	struct slot_env e;
+	struct slots_result r;
+	uint64_t *taken[64];
+	unsigned n = 0;
+	bool empty = false;
+	const struct physmap_config c = { .block_size = 2ull << 20, .reserved = 1, .pa_bits = 48 };
+
+	recorder_reset(&rec);
+	if (!T_EQ(env_init(&e, &c, small_host, sizeof(small_host) / sizeof(small_host[0]), 0, 64, order_set, &rec), 0))
+		return;
+	order_env = &e;
+	order_bad = 0;
+	T_EQ(slots_fault(&e.slots, 0x500000, &r), 0);
+	T_EQ(slots_fault(&e.slots, 0x401000, &r), 0);
+	T_EQ(order_bad, 0);
+	/* Drain the pool: the next block cannot get its tables. */
+	while (n < 64 && pool_take(&e.pool, &taken[n]) == 0)
+		n++;
+	T_EQ(pool_free(&e.pool), 0);
+	uint64_t calls = rec.calls;
+	T_EQ(slots_fault(&e.slots, 0x7f0000400000ull, &r), -ENOMEM);
+	T_EQ(rec.calls, calls);   /* no slot made for a block we could not map */
+	T_EQ(pt_is_empty(&e.pt, 0x7f0000400000ull, 2ull << 20, &empty), 0);
+	T_CHECK(empty, "entries after -ENOMEM");
+	while (n)
+		pool_give(&e.pool, taken[--n]);
+	T_EQ(slots_fault(&e.slots, 0x7f0000400000ull, &r), 0);
+	T_EQ(r.outcome, SLOTS_NEW);
+	T_EQ(order_bad, 0);
+	expect_check_ok(&e.slots, "slot before entries");
 	env_destroy(&e);
 }
 
@@ -474,6 +523,7 @@ int main(void)
 	test_map_range();
 	test_callback_failure();
 	test_eexist();
+	test_slot_before_entries();
 	test_full_table();
 	test_init_errors();
 	test_exec();
