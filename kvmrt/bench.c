@@ -61,7 +61,7 @@ static uint64_t g_loads(uint64_t a)
 
 static struct kvmrt *bench_open(bool legacy, int cpl)
 {
-	struct kvmrt_config cfg = { .legacy = legacy, .cpl = cpl, .block_size = BLOCK, .quiet = true };
+	struct kvmrt_config cfg = { .legacy = legacy, .ring0 = cpl == 0, .block_size = BLOCK, .quiet = true };
 	struct kvmrt *rt;
 	char why[400];
 	int err = kvmrt_open(&rt, &cfg, why, sizeof(why));

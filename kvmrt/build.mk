@@ -13,6 +13,10 @@ KVMRT_LIB_SRCS := \
 KVMRT_ASM_SRCS := \
 	kvmrt/guest.S
 
+# fuzz/fuzz_kvm.c (built by fuzz/build.mk, included after this file) needs
+# the runtime's sources compiled in each fuzz variant.
+FUZZ_EXTRA_SRCS_fuzz_kvm := $(KVMRT_LIB_SRCS:kvmrt/scenarios.c=) $(KVMRT_ASM_SRCS)
+
 kvmrt_objs = $(call obj,$(1),$(KVMRT_LIB_SRCS)) $(patsubst %.S,$(B)/$(1)/%.o,$(KVMRT_ASM_SRCS))
 
 define kvmrt_rules

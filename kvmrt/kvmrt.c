@@ -477,8 +477,6 @@ int kvmrt_open(struct kvmrt **out, const struct kvmrt_config *cfg, char *why, si
 		return kvmrt_fail(why, why_len, -ENOMEM, "out of memory");
 	if (cfg)
 		rt->cfg = *cfg;
-	if (rt->cfg.cpl != 0)
-		rt->cfg.cpl = 3;
 	if (!rt->cfg.max_vcpus)
 		rt->cfg.max_vcpus = 16;
 	if (!rt->cfg.stack_size)
@@ -486,7 +484,7 @@ int kvmrt_open(struct kvmrt **out, const struct kvmrt_config *cfg, char *why, si
 	rt->check = rt->cfg.check || kvmrt_env_check();
 	rt->gen = ++kvmrt_generation;
 	pthread_mutex_init(&rt->vcpu_lock, NULL);
-	err = vm_create(&rt->vm, rt->cfg.cpl, rt->cfg.stack_size, &vwhy);
+	err = vm_create(&rt->vm, rt->cfg.ring0 ? 0 : 3, rt->cfg.stack_size, &vwhy);
 	if (err) {
 		free(rt);
 		return kvmrt_fail(why, why_len, err, "%s: %s", vwhy, strerror(-err));
@@ -505,7 +503,7 @@ int kvmrt_open(struct kvmrt **out, const struct kvmrt_config *cfg, char *why, si
 		err = kvmrt_make_pool(rt, why, why_len);
 	if (err)
 		goto fail;
-	unsigned flags = SLOTS_EXEC | (rt->cfg.cpl == 3 ? SLOTS_USER : 0) | (rt->cfg.legacy ? SLOTS_LEGACY : 0);
+	unsigned flags = SLOTS_EXEC | (rt->cfg.ring0 ? 0 : SLOTS_USER) | (rt->cfg.legacy ? SLOTS_LEGACY : 0);
 	uint32_t cap = rt->vm.max_slots < SLOTS_MAX_CAPACITY ? rt->vm.max_slots : SLOTS_MAX_CAPACITY;
 	err = slots_init(&rt->slots, &rt->pt, &rt->pm, cap, flags, kvmrt_set_slot, rt);
 	if (err) {
@@ -525,7 +523,7 @@ int kvmrt_open(struct kvmrt **out, const struct kvmrt_config *cfg, char *why, si
 	if (!rt->cfg.quiet)
 		fprintf(stderr, "kvmrt: backend %s; %s mode, CPL%d, %zu physical regions (%s), fault block 0x%llx, "
 			"pool %llu pages (bound), 1 GiB leaves %s\n",
-			kvm_backend_name(rt->vm.backend), rt->cfg.legacy ? "legacy" : "lazy", rt->cfg.cpl,
+			kvm_backend_name(rt->vm.backend), rt->cfg.legacy ? "legacy" : "lazy", rt->vm.cpl,
 			rt->pm.count, rt->cfg.full_va ? "whole lower half" : "holes over 2 TiB trimmed", (unsigned long long)rt->pm.cfg.block_size, (unsigned long long)rt->bound,
 			rt->huge_1g ? "on" : "off (CPUID has no PDPE1GB)");
 	*out = rt;
@@ -559,6 +557,45 @@ int kvmrt_close(struct kvmrt *rt, char *why, size_t why_len)
 	free(rt->phys);
 	pthread_mutex_destroy(&rt->vcpu_lock);
 	free(rt);
+	return err;
+}
+
+/* Forgets every slot and table: deletes the KVM slots, rebuilds the tables
+ * from an empty pool, maps the system pieces again and makes every vCPU
+ * reload CR3 before its next call. No vCPU may be running. */
+int kvmrt_reset(struct kvmrt *rt, char *why, size_t why_len)
+{
+	unsigned flags = rt->slots.flags;
+	uint32_t cap = rt->slots.capacity;
+	int err;
+
+	for (uint32_t i = 0; i < rt->slots.count; i++) {
+		const struct slot *sl = &rt->slots.table[i];
+		err = kvm_set_region(rt->vm.fd, sl->id, sl->pa, 0, sl->va, false);
+		if (err)
+			return kvmrt_fail(why, why_len, err, "deleting slot %u (pa 0x%llx): %s", sl->id,
+					  (unsigned long long)sl->pa, strerror(-err));
+	}
+	slots_destroy(&rt->slots);
+	rt->slots_ready = false;
+	pt_destroy(&rt->pt);
+	rt->pt_ready = false;
+	err = pt_init(&rt->pt, &rt->pool, 4, rt->huge_1g);
+	if (err)
+		return kvmrt_fail(why, why_len, err, "pt_init: %s", strerror(-err));
+	rt->pt_ready = true;
+	err = slots_init(&rt->slots, &rt->pt, &rt->pm, cap, flags, kvmrt_set_slot, rt);
+	if (err)
+		return kvmrt_fail(why, why_len, err, "slots_init: %s", strerror(-err));
+	rt->slots_ready = true;
+	rt->vm.cr3 = pt_root_pa(&rt->pt);
+	err = kvmrt_map_system(rt, why, why_len);
+	for (unsigned i = 0; i < rt->nvcpus && !err; i++) {
+		rt->vcpus[i].dirty = true;
+		err = kvmrt_map_range(rt, (uint64_t)(uintptr_t)rt->vcpus[i].area, AREA_SIZE);
+		if (err)
+			kvmrt_fail(why, why_len, err, "mapping vCPU %u's area: %s", i, strerror(-err));
+	}
 	return err;
 }
 

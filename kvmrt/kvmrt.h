@@ -14,7 +14,7 @@ struct kvmrt;
 struct kvmrt_config {
 	bool legacy;          /* tables for everything at init, slots lazy (MMIO exits) */
 	bool check;           /* run check_slots after every mapping change and at close */
-	int cpl;              /* 3 (default) or 0 */
+	bool ring0;           /* workloads at CPL0; default (false) CPL3 */
 	unsigned max_vcpus;   /* vCPUs created on demand up to this; 0: 16 */
 	uint64_t block_size;  /* fault block size; 0: the physical map's default */
 	size_t stack_size;    /* guest stack per vCPU; 0: 1 MiB */

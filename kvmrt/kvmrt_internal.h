@@ -54,6 +54,10 @@ bool kvmrt_host_mapped(uint64_t va, uint64_t len);
  * handler on a small sigaltstack. */
 int kvmrt_service_fault(struct kvmrt *rt, uint64_t va, uint64_t err, struct slots_result *res);
 
+/* Deletes every slot and rebuilds the tables as at open (fuzz_kvm: each
+ * input starts from the same state). No vCPU may be running. */
+int kvmrt_reset(struct kvmrt *rt, char *why, size_t why_len);
+
 /* Slots and entries for every block [va, va+len) touches. */
 int kvmrt_map_range(struct kvmrt *rt, uint64_t va, uint64_t len);
 

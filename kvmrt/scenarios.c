@@ -645,7 +645,7 @@ static void scen_release(struct scen *s)
 enum scen_status scen_run(const char *name, const struct scen_opts *opts, FILE *out, struct scen_report *rep)
 {
 	struct scen s = { .o = *opts, .out = out, .status = SCEN_OK };
-	struct kvmrt_config cfg = { .legacy = opts->legacy, .check = opts->check, .cpl = opts->cpl,
+	struct kvmrt_config cfg = { .legacy = opts->legacy, .check = opts->check, .ring0 = opts->cpl == 0,
 				    .quiet = opts->quiet };
 	struct scen_thread th[MAX_THREADS];
 	char why[400] = "";
