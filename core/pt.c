@@ -147,7 +147,7 @@ int pt_check_range(const struct pt *pt, uint64_t va, uint64_t len, const char **
 		reason = "va + len wraps";
 	else if (va >= half && va < 0ull - half)
 		reason = "va is not canonical";
-	else if (va < half && va + len > half)
+	else if (va < half && va + len - 1 >= half) /* va + len itself may wrap to 0 */
 		reason = "range leaves the lower canonical half";
 	if (why)
 		*why = reason;
