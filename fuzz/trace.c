@@ -237,6 +237,33 @@ static void print_error(struct trace *t, const char *op, int ret, const char *wh
 	fprintf(t->out, "%s error %s: %s\n", op, errno_name(-ret), why ? why : "failed");
 }
 
+/* The engine and the shadow disagree: say so on stderr; the trace fails. */
+static int mismatch(struct trace *t, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static int mismatch(struct trace *t, const char *fmt, ...)
+{
+	va_list ap;
+	fflush(t->out);
+	fprintf(stderr, "kvmpt-trace: FAIL: ");
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputc('\n', stderr);
+	return 1;
+}
+
+/* After a map or unmap: same return code as the shadow's, same translation
+ * over the touched range, pool accounting whole. Cheap; `check` does the rest. */
+static int after_change(struct trace *t, const char *op, int ret, int shadow_ret, uint64_t va, uint64_t len)
+{
+	if (ret != -ENOMEM && ret != shadow_ret)
+		return mismatch(t, "%s returned %d, the shadow predicts %d", op, ret, shadow_ret);
+	if (t->pool.used > t->pool.capacity)
+		return mismatch(t, "accounting: pool used %u above capacity %u", t->pool.used, t->pool.capacity);
+	char buf[512];
+	const char *f = ret ? NULL : check_range(&t->pt, &t->shadow, va, len, buf, sizeof(buf));
+	return f ? mismatch(t, "%s: %s", op, f) : 0;
+}
+
 static int op_map(struct trace *t, struct args *a)
 {
 	uint64_t va = 0, len = 0, pa = 0;
@@ -247,56 +274,54 @@ static int op_map(struct trace *t, struct args *a)
 		return r;
 	if (need_tables(t))
 		return bad(a, "cannot allocate the default pool");
-	const char *why = NULL;
-	if (pt_check_map(&t->pt, va, len, pa, opts, &why)) {
-		print_error(t, "map", -EINVAL, why);
-		return 0;
-	}
 	uint32_t need = 0;
+	const char *why = NULL;
+	pt_check_map(&t->pt, va, len, pa, opts, &why);
 	pt_map_cost(&t->pt, va, len, pa, opts, &need);
+	uint32_t free_before = pool_free(&t->pool);
 	int ret = pt_map(&t->pt, va, len, pa, opts);
+	int shadow_ret = ret == -ENOMEM ? ret : shadow_map(&t->shadow, va, len, pa, opts);
+	if (shadow_ret == -ENOSPC)
+		return bad(a, "shadow is full");
 	if (ret == -ENOMEM) {
 		char msg[96];
-		snprintf(msg, sizeof(msg), "pool has %u free pages, map needs %u", pool_free(&t->pool), need);
+		snprintf(msg, sizeof(msg), "pool has %u free pages, map needs %u", free_before, need);
 		print_error(t, "map", ret, msg);
-		return 0;
+	} else if (ret) {
+		print_error(t, "map", ret, why);
+	} else {
+		fprintf(t->out, "map ok\n");
 	}
-	if (ret) {
-		print_error(t, "map", ret, NULL);
-		return 0;
-	}
-	if (shadow_map(&t->shadow, va, len, pa, opts))
-		return bad(a, "shadow is full");
-	fprintf(t->out, "map ok\n");
-	return 0;
+	return after_change(t, "map", ret, shadow_ret, va, len);
 }
 
 static int op_unmap(struct trace *t, struct args *a)
 {
-	uint64_t va, len;
+	uint64_t va = 0, len = 0;
 	int r = want_args(a, "unmap", 2, 2, "VA LEN");
 	if (r || (r = num(a, 1, "VA", &va)) || (r = num(a, 2, "LEN", &len)))
 		return r;
 	if (need_tables(t))
 		return bad(a, "cannot allocate the default pool");
-	const char *why = NULL;
-	if (pt_check_range(&t->pt, va, len, &why)) {
-		print_error(t, "unmap", -EINVAL, why);
-		return 0;
-	}
 	uint32_t need = 0;
+	const char *why = NULL;
+	pt_check_range(&t->pt, va, len, &why);
 	pt_unmap_cost(&t->pt, va, len, &need);
+	uint32_t free_before = pool_free(&t->pool);
 	int ret = pt_unmap(&t->pt, va, len);
-	if (ret) {
-		char msg[96];
-		snprintf(msg, sizeof(msg), "pool has %u free pages, unmap needs %u to split", pool_free(&t->pool), need);
-		print_error(t, "unmap", ret, ret == -ENOMEM ? msg : NULL);
-		return 0;
-	}
-	if (shadow_unmap(&t->shadow, va, len))
+	int shadow_ret = ret == -ENOMEM ? ret : shadow_unmap(&t->shadow, va, len);
+	if (shadow_ret == -ENOSPC)
 		return bad(a, "shadow is full");
-	fprintf(t->out, "unmap ok\n");
-	return 0;
+	if (ret == -ENOMEM) {
+		char msg[96];
+		snprintf(msg, sizeof(msg), "pool has %u free pages, unmap needs %u to split", free_before, need);
+		print_error(t, "unmap", ret, msg);
+	} else if (ret) {
+		print_error(t, "unmap", ret, why);
+	} else {
+		fprintf(t->out, "unmap ok\n");
+	}
+	return after_change(t, "unmap", ret, shadow_ret, va, len);
 }
 
 static const char *size_name(uint64_t size)
@@ -306,40 +331,56 @@ static const char *size_name(uint64_t size)
 
 static int op_lookup(struct trace *t, struct args *a)
 {
-	uint64_t va;
+	uint64_t va = 0;
 	int r = want_args(a, "lookup", 1, 1, "VA");
 	if (r || (r = num(a, 1, "VA", &va)))
 		return r;
 	if (need_tables(t))
 		return bad(a, "cannot allocate the default pool");
 	struct pt_leaf leaf;
+	uint64_t spa = 0;
+	uint32_t sopts = 0;
 	int ret = pt_lookup(&t->pt, va, &leaf);
+	int shadow_ret = shadow_lookup(&t->shadow, va, &spa, &sopts);
 	if (ret) { /* a non-canonical va holds no leaf either */
 		fprintf(t->out, "lookup 0x%" PRIx64 " unmapped\n", va);
+		if (!t->laid_out && shadow_ret == 0)
+			return mismatch(t, "lookup 0x%" PRIx64 ": unmapped, the shadow maps it to 0x%" PRIx64, va, spa);
 		return 0;
 	}
 	char perms[32];
-	fprintf(t->out, "lookup 0x%" PRIx64 " -> 0x%" PRIx64 " %s %s\n", va, leaf.pa + (va - leaf.va),
-		size_name(leaf.size), pt_opts_str(leaf.opts, perms));
+	uint64_t pa = leaf.pa + (va - leaf.va);
+	fprintf(t->out, "lookup 0x%" PRIx64 " -> 0x%" PRIx64 " %s %s\n", va, pa, size_name(leaf.size),
+		pt_opts_str(leaf.opts, perms));
+	if (!t->laid_out && (shadow_ret || spa != (pa & ~0xfffull) || sopts != leaf.opts))
+		return mismatch(t, "lookup 0x%" PRIx64 ": the shadow says %s 0x%" PRIx64 " opts 0x%x", va,
+				shadow_ret ? "unmapped" : "pa", spa, sopts);
 	return 0;
 }
 
 static int op_empty(struct trace *t, struct args *a)
 {
-	uint64_t va, len;
+	uint64_t va = 0, len = 0;
 	int r = want_args(a, "empty", 2, 2, "VA LEN");
 	if (r || (r = num(a, 1, "VA", &va)) || (r = num(a, 2, "LEN", &len)))
 		return r;
 	if (need_tables(t))
 		return bad(a, "cannot allocate the default pool");
 	const char *why = NULL;
-	bool empty;
-	if (pt_check_range(&t->pt, va, len, &why)) {
-		print_error(t, "empty", -EINVAL, why);
-		return 0;
+	bool empty = false;
+	pt_check_range(&t->pt, va, len, &why);
+	int ret = pt_is_empty(&t->pt, va, len, &empty);
+	bool shadow_valid = va % 4096 == 0 && len % 4096 == 0 && len && va + len - 1 >= va &&
+			    (va + len - 1 < 0x800000000000ull || va >= 0xffff800000000000ull);
+	if (ret) {
+		print_error(t, "empty", ret, why);
+		return shadow_valid ? mismatch(t, "empty returned %d for a valid range", ret) : 0;
 	}
-	pt_is_empty(&t->pt, va, len, &empty);
 	fprintf(t->out, "empty %s\n", empty ? "yes" : "no");
+	if (!shadow_valid)
+		return mismatch(t, "empty accepted an invalid range");
+	if (!t->laid_out && empty != shadow_is_empty(&t->shadow, va, len))
+		return mismatch(t, "empty says %s, the shadow the opposite", empty ? "yes" : "no");
 	return 0;
 }
 
