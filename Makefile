@@ -68,8 +68,8 @@ endef
 $(foreach v,$(VARIANTS),$(eval $(call variant_rules,$(v))))
 
 .SECONDARY:
-.PHONY: all check fuzz bench clean deps corpus corpus-min triage coverage stack-check
-all: $(B)/kvmpt-trace
+.PHONY: all check bench clean deps
+all: $(B)/kvmpt-trace $(B)/kvmrt
 
 $(B)/kvmpt-trace: $(B)/release/kvmpt-trace
 	cp $< $@
@@ -85,6 +85,7 @@ deps: $(B)/.deps
 include core/tests/build.mk
 include kvmrt/build.mk
 include fuzz/build.mk
+include ci/campaign.mk
 include bench/build.mk
 
 # Every test: a command per line in TESTS (added by the fragments).

@@ -23,3 +23,4 @@ CHECK_DEPS += $(B)/stack/libkvmpt.a
 # Golden traces through kvmpt-trace: exact output format, exit status, messages.
 TESTS += core/tests/run-traces
 CHECK_DEPS += $(B)/kvmpt-trace
+include core/tests/slots.mk
