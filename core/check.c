@@ -186,7 +186,7 @@ static int check_entry(void *priv, uint64_t *ptep, int level, uint64_t addr, uin
 	return check_table_entry(c, pte, level, addr);
 }
 
-static const struct pt_walk_ops check_ops = { .entry = check_entry };
+static const struct pt_walk_ops check_ops = { .entry = check_entry, .skip_holes = true };
 
 static int walk_checked(struct check_walk *c)
 {
@@ -306,7 +306,7 @@ static int rebuild_entry(void *priv, uint64_t *ptep, int level, uint64_t addr, u
 
 const char *check_rebuild(const struct pt *pt, const struct shadow *sh, char *buf, size_t len)
 {
-	static const struct pt_walk_ops ops = { .entry = rebuild_entry };
+	static const struct pt_walk_ops ops = { .entry = rebuild_entry, .skip_holes = true };
 	const char *result = buf;
 	struct shadow merged = { 0 };
 	struct pool pool = { 0 };

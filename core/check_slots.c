@@ -150,7 +150,7 @@ static const char *cs_slots(const struct slots *s, char *buf, size_t len)
 static const char *cs_run(const struct slots *s, char *buf, size_t len)
 {
 	const struct pt *pt = s->pt;
-	const struct pt_walk_ops ops = { .entry = cs_entry };
+	const struct pt_walk_ops ops = { .entry = cs_entry, .skip_holes = true };
 	struct cs_walk w = { .s = s, .buf = buf, .len = len };
 	const char *bad = check_tables(pt, NULL, 0, buf, len);
 

@@ -99,8 +99,12 @@ int pt_walk(const struct pt *pt, uint64_t start, uint64_t end, const struct pt_w
 	while (addr < end) {
 		uint64_t next = pt_addr_end(addr, stop[level], level);
 		uint64_t *pte = &table[level][pt_index(addr, level)];
-		int ret;
-		if (level == PT_LEVEL_4K && ops->leaf_run) {
+		int ret = 0;
+		if (ops->skip_holes && !pte_present(*pte)) {
+			/* Jump over the run of holes in one tight loop. */
+			while (next < stop[level] && !pte_present(table[level][pt_index(next, level)]))
+				next = pt_addr_end(next, stop[level], level);
+		} else if (level == PT_LEVEL_4K && ops->leaf_run) {
 			next = stop[level];
 			ret = ops->leaf_run(priv, pte, (unsigned)((next - addr) >> PT_PAGE_SHIFT), addr);
 		} else {
@@ -360,11 +364,16 @@ static int settle_entry(void *priv, uint64_t *pte, int level, uint64_t addr)
 
 static const struct pt_walk_ops count_ops = { .entry = count_entry };
 static const struct pt_walk_ops set_ops = { .entry = set_entry, .leaf_run = set_leaf_run, .leave = settle_entry };
+/* Unmapping visits only what is there. */
+static const struct pt_walk_ops clear_count_ops = { .entry = count_entry, .skip_holes = true };
+static const struct pt_walk_ops clear_ops = {
+	.entry = set_entry, .leaf_run = set_leaf_run, .leave = settle_entry, .skip_holes = true
+};
 
 static int set_cost(struct set_walk *w, uint64_t len, uint32_t *pages)
 {
 	w->pages = 0;
-	pt_walk(w->pt, w->va, w->va + len, &count_ops, w);
+	pt_walk(w->pt, w->va, w->va + len, w->clear ? &clear_count_ops : &count_ops, w);
 	*pages = (uint32_t)(w->pages > UINT32_MAX ? UINT32_MAX : w->pages);
 	return 0;
 }
@@ -376,7 +385,7 @@ static int set_range(struct set_walk *w, uint64_t len)
 	if (need > pool_free(w->pt->pool))
 		return -ENOMEM;
 	uint32_t before = w->pt->pool->used;
-	pt_walk(w->pt, w->va, w->va + len, &set_ops, w);
+	pt_walk(w->pt, w->va, w->va + len, w->clear ? &clear_ops : &set_ops, w);
 	PT_ASSERT(w->pt->pool->used <= before + need);
 	(void)before;
 	return 0;
@@ -438,7 +447,7 @@ static int find_entry(void *priv, uint64_t *pte, int level, uint64_t addr, uint6
 	return 1;
 }
 
-static const struct pt_walk_ops find_ops = { .entry = find_entry };
+static const struct pt_walk_ops find_ops = { .entry = find_entry, .skip_holes = true };
 
 int pt_lookup(const struct pt *pt, uint64_t va, struct pt_leaf *leaf)
 {
@@ -482,7 +491,7 @@ static int count_tables_entry(void *priv, uint64_t *pte, int level, uint64_t add
 
 void pt_count_tables(const struct pt *pt, uint64_t tables[PT_MAX_LEVELS])
 {
-	static const struct pt_walk_ops ops = { .entry = count_tables_entry };
+	static const struct pt_walk_ops ops = { .entry = count_tables_entry, .skip_holes = true };
 	memset(tables, 0, sizeof(uint64_t) * PT_MAX_LEVELS);
 	tables[pt->levels - 1] = 1;
 	pt_walk(pt, 0, 1ull << va_bits(pt), &ops, tables);
@@ -513,7 +522,7 @@ void pt_destroy(struct pt *pt)
 		return;
 	/* Unmapping whole top-level entries never splits, so it cannot fail. */
 	struct set_walk w = { .pt = pt, .clear = true };
-	pt_walk(pt, 0, 1ull << va_bits(pt), &set_ops, &w);
+	pt_walk(pt, 0, 1ull << va_bits(pt), &clear_ops, &w);
 	pool_give(pt->pool, pt->root);
 	pt->root = NULL;
 }

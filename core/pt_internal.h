@@ -19,6 +19,9 @@ struct pt_walk_ops {
 	 * calls it instead of `entry` at level 0, so that leaf writes are one
 	 * tight loop. Same return rule, without PT_WALK_DESCEND. */
 	int (*leaf_run)(void *priv, uint64_t *ptes, unsigned n, uint64_t addr);
+	/* The visitor ignores entries that are not present: the walker skips
+	 * them without a call (whole-space walks are mostly holes). */
+	bool skip_holes;
 	/* Optional: the walk has left the child table of *pte (an entry at `level`
 	 * covering addr). Called for every table the walk descended into. */
 	int (*leave)(void *priv, uint64_t *pte, int level, uint64_t addr);

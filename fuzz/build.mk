@@ -91,6 +91,15 @@ else
 FZ_COV_libfuzzer += -DFUZZ_ORACLE_COV
 endif
 
+# The engine keeps edge coverage but not comparison tracing: its compares are
+# against masks and table bounds, not input magic (the harness decodes
+# operands from boundary tables, and is traced), and tracing every compare of
+# the walker cost more than half of all time (bench/fuzz-speed).
+FUZZ_ENGINE_SRCS := $(filter-out $(FUZZ_ORACLE_SRCS),$(CORE_SRCS))
+ifneq ($(FUZZ_ENGINE_CMP),1)
+$(call obj,libfuzzer,$(FUZZ_ENGINE_SRCS)): FZ_COV_libfuzzer := -fsanitize=fuzzer-no-link -fno-sanitize-coverage=trace-cmp
+endif
+
 fz_objs = $(patsubst %.S,$(B)/$(1)/%.o,$(patsubst %.c,$(B)/$(1)/%.o,$(2)))
 
 # fuzz_link(variant, target)
