@@ -1,25 +1,42 @@
 /* fuzz_kvm: the CPU as the oracle. One VM (lazy mode, CPL3, 2 MiB fault
  * blocks) is made at init over an arena of 8 blocks whose pages have fixed
- * kinds (rw, r--, r-x with `ret` bytes; runs cross block and 2 MiB edges).
- * Each input starts from kvmrt_reset (no slot, no table but the system's)
- * with every arena page mapped, then decodes:
- *   u8 n, n x u16 page           pages the host unmaps before the first op
- *   ops until the input ends, op = u8 % 3:
- *     0 access: u8 mode (read/write/exec), u8 size selector (1,2,4,8,16,32
- *       bytes as one instruction; 64 or 1..64 with rep movsb), u16 page,
- *       s8 delta from the page edge, u8 value seed
- *     1 unmap:  u16 page, u8 count-1 (1..4 pages, munmap)
- *     2 map:    u16 page, u8 count-1 (mapped again, fresh content)
- * The prediction, from the host layout alone (which pages are mapped and
- * their kind: rw -> read/write, r--/r-x -> read/execute, as the slot engine
- * maps them with SLOTS_EXEC): an access whose pages are all mapped and allowed
- * completes, with the bytes the host sees; otherwise it must stop with a #PF
- * record whose CR2 lies in the access and in a bad page, with the error
- * code's P/W/U/I bits right, or with KVM_RUN EFAULT when the bad page is
- * host-unmapped inside a block that already has a slot. After every op the
- * guest tables over the arena must equal a shadow MMU of the slotted blocks
- * (check_range), and only blocks the access touched may have gained slots.
- * Debug: replay the input with --trace to see the decoded ops. */
+ * kinds (rw, r--, r-x holding `ret` bytes; runs cross block and 2 MiB edges).
+ * Byte format: fuzz/README.md, "fuzz_kvm byte format".
+ *
+ * Speed (the KVM exits cost 20-30 us each here, so an input may spend only
+ * ~10-20 of them): everything per page and per fault block is computed once
+ * at init from the real physical map (each arena page's block; each block's
+ * VA, PA, length and the options the engine must give it); a warm-up call
+ * slots what every guest call touches (code, stack, the access record, TLS)
+ * and kvmrt_checkpoint remembers that state. Each input then starts with
+ * kvmrt_rollback (deletes only the slots the previous input made, newest
+ * first, and unmaps their blocks: canonical form makes the tables exactly
+ * those of the checkpoint) and remaps the host pages it had unmapped, so
+ * every input runs from the same state and a crash file reproduces alone.
+ * The work per input is bounded: at most FK_MAX_ACCESS guest accesses,
+ * FK_MAX_HOST host map/unmap actions, FK_MAX_OPS operations.
+ *
+ * Oracles, for every access:
+ *   - prediction from the host layout alone (which pages are mapped, their
+ *     kind: rw -> read/write, r--/r-x -> read/execute, as the slot engine
+ *     maps them with SLOTS_EXEC): an access whose pages are all mapped and
+ *     allowed completes, reads see exactly the host's bytes and writes land
+ *     in host memory; otherwise it stops with a #PF record whose CR2 lies in
+ *     the access and in a page that must fault, with the error code's P, W,
+ *     U and I bits right, or with KVM_RUN EFAULT when the bad page is
+ *     host-unmapped inside a block that already has a slot;
+ *   - slots: only the blocks of the access's first and last page may gain
+ *     a slot, only where the host has that page, and the slot count grows by
+ *     exactly the blocks found newly slotted (no slot anywhere else);
+ *   - tables: over the blocks the access touched (and a page either side),
+ *     the CPU-style walk (check_range) equals a shadow that holds each
+ *     slotted block as one range (block VA -> its PA, precomputed options);
+ *   - check_slots (DESIGN.md invariant 5 plus the table invariants) after
+ *     every operation that changed a mapping, host or guest side, and over
+ *     the whole arena at the end of the input.
+ * Debug: replay the input with --trace: a trace kvmpt-trace can run (the
+ * arena's regions, layout, a `fault` for every block an access is predicted
+ * to slot), with the accesses and host actions as `#` comments. */
 #include <errno.h>
 #include <stdarg.h>
 #include <stdbool.h>
@@ -38,16 +55,34 @@
 #define FK_BLOCKS 8
 #define FK_PAGES  (FK_BLOCKS * FK_BLOCK / 4096)
 #define FK_LEN    (FK_BLOCKS * FK_BLOCK)
+#define FK_MAXB   64          /* fault blocks over the arena (kind runs cut them) */
+
+#define FK_MAX_OPS    32
+#define FK_MAX_ACCESS 8
+#define FK_MAX_HOST   16
+#define FK_MAX_UNMAP0 7
 
 enum fk_kind { FK_RW, FK_RO, FK_RX };
 enum fk_mode { FK_READ, FK_WRITE, FK_EXEC };
 
+struct fk_blk {
+	uint64_t va, len, pa;
+	uint32_t opts;       /* what the engine must write: PT_USER | rw or rx */
+	unsigned first;      /* first arena page in it (blocks start before the arena) */
+	bool slotted;        /* our model */
+};
+
 static struct kvmrt *fk_rt;
 static uint8_t *fk_arena;                  /* starts 4 KiB past a block edge: odd region edges */
+static uint64_t fk_base;                   /* (uint64_t)fk_arena */
 static uint8_t fk_kind[FK_PAGES];
 static bool fk_mapped[FK_PAGES];
+static uint8_t fk_pblk[FK_PAGES];          /* page -> index into fk_blk */
+static struct fk_blk fk_blk[FK_MAXB];
+static unsigned fk_nblk;
+static unsigned fk_unmapped[FK_PAGES];     /* pages to map again before the next input */
+static unsigned fk_nunmapped;
 static struct shadow fk_shadow;
-static bool fk_was[FK_PAGES];             /* slotted before the current access */
 
 /* Runs of non-rw pages: [first, first+count) of a kind. Chosen to cross
  * the 2 MiB block edges (page 511/512 of the arena is 4 KiB before one). */
@@ -59,6 +94,11 @@ static const struct { unsigned first, count; enum fk_kind kind; } fk_runs[] = {
 static int fk_prot(enum fk_kind k)
 {
 	return k == FK_RW ? PROT_READ | PROT_WRITE : k == FK_RO ? PROT_READ : PROT_READ | PROT_EXEC;
+}
+
+static const char *fk_kind_name(unsigned p)
+{
+	return fk_kind[p] == FK_RW ? "rw" : fk_kind[p] == FK_RO ? "r--" : "r-x";
 }
 
 /* (Re)maps page i with its kind and content: rw pages a pattern, r--/r-x
@@ -77,42 +117,13 @@ static int fk_map_page(unsigned i)
 	return 0;
 }
 
-int fuzz_init(void)
+static void fk_unmap_page(unsigned i)
 {
-	struct kvmrt_config cfg = { .block_size = FK_BLOCK, .quiet = true, .max_vcpus = 2 };
-	char why[400];
-
-	if (access("/dev/kvm", R_OK | W_OK)) {
-		printf("SKIP kvm: /dev/kvm: %s\n", strerror(errno));
-		return 1;
-	}
-	/* The arena must exist before kvmrt_open so the physical map sees
-	 * its kinds. Placed above the break, inside what kvmrt keeps. */
-	uint64_t at = (((uint64_t)(uintptr_t)sbrk(0) + (32ull << 30)) & ~(FK_BLOCK - 1)) + 4096;
-	fk_arena = mmap((void *)(uintptr_t)at, FK_LEN, PROT_READ | PROT_WRITE,
-			MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0);
-	if (fk_arena == MAP_FAILED) {
-		printf("SKIP kvm: cannot map the arena at 0x%llx: %s\n", (unsigned long long)at, strerror(errno));
-		return 1;
-	}
-	for (size_t r = 0; r < sizeof(fk_runs) / sizeof(fk_runs[0]); r++)
-		for (unsigned i = fk_runs[r].first; i < fk_runs[r].first + fk_runs[r].count; i++)
-			fk_kind[i] = (uint8_t)fk_runs[r].kind;
-	for (unsigned i = 0; i < FK_PAGES; i++)
-		if (fk_map_page(i)) {
-			printf("SKIP kvm: cannot prepare arena page %u\n", i);
-			return 1;
-		}
-	int err = kvmrt_open(&fk_rt, &cfg, why, sizeof(why));
-	if (err) {
-		printf("SKIP kvm: %s\n", why);
-		return 1;
-	}
-	if (shadow_init(&fk_shadow, 4096)) {
-		printf("fuzz_kvm: out of memory\n");
-		return 1;
-	}
-	return 0;
+	if (!fk_mapped[i])
+		return;
+	munmap(fk_arena + (size_t)i * 4096, 4096);
+	fk_mapped[i] = false;
+	fk_unmapped[fk_nunmapped++] = i;
 }
 
 /* ---- the guest side --------------------------------------------------------- */
@@ -125,6 +136,14 @@ struct fk_acc {
 	uint8_t buf[64];     /* read: what the guest saw; write: what it stores */
 };
 
+static struct fk_acc fk_a;   /* static: slotted by the warm-up call */
+
+/* Runs in the guest. No sanitizer or coverage instrumentation: it would
+ * touch shadow memory and counters in blocks with no slot, each one a #PF
+ * exit and a slot that is not the access's. */
+#if defined(__clang__)
+__attribute__((no_sanitize("address", "undefined", "coverage")))
+#endif
 static uint64_t fk_guest(uint64_t p)
 {
 	struct fk_acc *a = (struct fk_acc *)(uintptr_t)p;
@@ -171,6 +190,91 @@ static uint64_t fk_guest(uint64_t p)
 	return 1;
 }
 
+/* ---- init --------------------------------------------------------------- */
+
+/* Each arena page's fault block, from the runtime's own physical map; the
+ * options are this file's rule, not the engine's. */
+static int fk_precompute(void)
+{
+	for (unsigned i = 0; i < FK_PAGES; i++) {
+		uint64_t va = fk_base + (uint64_t)i * 4096, pa;
+		struct phys_block b;
+		if (physmap_translate(&fk_rt->pm, va, &pa) || physmap_fault_block(&fk_rt->pm, pa, &b)) {
+			printf("fuzz_kvm: arena page %u (va 0x%llx) is outside the physical map\n", i,
+			       (unsigned long long)va);
+			return -1;
+		}
+		bool ro = b.kind == REGION_RO;
+		if (b.kind == REGION_MMIO || ro != (fk_kind[i] != FK_RW) || pa - b.pa != va - b.va) {
+			printf("fuzz_kvm: arena page %u (va 0x%llx, %s) lies in a block of the wrong kind\n", i,
+			       (unsigned long long)va, fk_kind_name(i));
+			return -1;
+		}
+		if (!fk_nblk || fk_blk[fk_nblk - 1].pa != b.pa) {
+			if (fk_nblk == FK_MAXB) {
+				printf("fuzz_kvm: more than %d fault blocks over the arena\n", FK_MAXB);
+				return -1;
+			}
+			fk_blk[fk_nblk++] = (struct fk_blk){ .va = b.va, .len = b.len, .pa = b.pa, .first = i,
+							     .opts = PT_USER | PT_R | (ro ? PT_X : PT_W) };
+		}
+		fk_pblk[i] = (uint8_t)(fk_nblk - 1);
+	}
+	return 0;
+}
+
+int fuzz_init(void)
+{
+	struct kvmrt_config cfg = { .block_size = FK_BLOCK, .quiet = true, .max_vcpus = 2 };
+	char why[400];
+
+	if (access("/dev/kvm", R_OK | W_OK)) {
+		printf("SKIP kvm: /dev/kvm: %s\n", strerror(errno));
+		return 1;
+	}
+	/* The arena must exist before kvmrt_open so the physical map sees
+	 * its kinds. Placed above the break, inside what kvmrt keeps. */
+	uint64_t at = (((uint64_t)(uintptr_t)sbrk(0) + (32ull << 30)) & ~(FK_BLOCK - 1)) + 4096;
+	fk_arena = mmap((void *)(uintptr_t)at, FK_LEN, PROT_READ | PROT_WRITE,
+			MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0);
+	if (fk_arena == MAP_FAILED) {
+		printf("SKIP kvm: cannot map the arena at 0x%llx: %s\n", (unsigned long long)at, strerror(errno));
+		return 1;
+	}
+	fk_base = (uint64_t)(uintptr_t)fk_arena;
+	for (size_t r = 0; r < sizeof(fk_runs) / sizeof(fk_runs[0]); r++)
+		for (unsigned i = fk_runs[r].first; i < fk_runs[r].first + fk_runs[r].count; i++)
+			fk_kind[i] = (uint8_t)fk_runs[r].kind;
+	for (unsigned i = 0; i < FK_PAGES; i++)
+		if (fk_map_page(i)) {
+			printf("SKIP kvm: cannot prepare arena page %u\n", i);
+			return 1;
+		}
+	int err = kvmrt_open(&fk_rt, &cfg, why, sizeof(why));
+	if (err) {
+		printf("SKIP kvm: %s\n", why);
+		return 1;
+	}
+	if (fk_precompute() || shadow_init(&fk_shadow, 2 * FK_MAXB)) {
+		printf("fuzz_kvm: cannot set up the model\n");
+		return 1;
+	}
+	/* Warm-up: a read and a write of the access record itself slot the
+	 * code, the stack, the record and TLS; that is the checkpoint. */
+	struct kvmrt_fault f;
+	uint64_t r;
+	for (uint32_t m = FK_READ; m <= FK_WRITE; m++) {
+		fk_a = (struct fk_acc){ .addr = (uint64_t)(uintptr_t)&fk_a.buf[32], .size = 8, .mode = m };
+		if (kvmrt_call(fk_rt, fk_guest, (uint64_t)(uintptr_t)&fk_a, &r, &f)) {
+			kvmrt_fault_str(&f, why, sizeof(why));
+			printf("fuzz_kvm: warm-up call failed: %s\n", why);
+			return 1;
+		}
+	}
+	kvmrt_checkpoint(fk_rt);
+	return 0;
+}
+
 /* ---- the model ------------------------------------------------------------ */
 
 struct fk_state {
@@ -184,33 +288,20 @@ static void fk_fail(struct fk_state *st, const char *fmt, ...)
 {
 	va_list ap;
 
-	fprintf(stderr, "fuzz_kvm: op %u (%s): ", st->op, st->last);
+	if (st->trace)
+		fflush(st->trace);
+	fprintf(stderr, "fuzz_kvm: FAIL after operation %u (%s): ", st->op, st->last);
 	va_start(ap, fmt);
 	vfprintf(stderr, fmt, ap);
 	va_end(ap);
 	fputc('\n', stderr);
+	fflush(stderr);
 	abort();
 }
 
 static unsigned fk_page(uint64_t va)
 {
-	return (unsigned)((va - (uint64_t)(uintptr_t)fk_arena) / 4096);
-}
-
-/* The fault block (its PA start) of arena page i. */
-static uint64_t fk_block(unsigned i)
-{
-	uint64_t pa;
-	struct phys_block b;
-
-	physmap_translate(&fk_rt->pm, (uint64_t)(uintptr_t)(fk_arena + (size_t)i * 4096), &pa);
-	physmap_fault_block(&fk_rt->pm, pa, &b);
-	return b.pa;
-}
-
-static bool fk_slotted(unsigned i)
-{
-	return slots_has_slot(&fk_rt->slots, fk_block(i));
+	return (unsigned)((va - fk_base) / 4096);
 }
 
 static bool fk_allowed(unsigned i, enum fk_mode m)
@@ -218,62 +309,115 @@ static bool fk_allowed(unsigned i, enum fk_mode m)
 	return m == FK_READ || (m == FK_WRITE ? fk_kind[i] == FK_RW : fk_kind[i] != FK_RW);
 }
 
-/* Shadow of the arena: every slotted fault block mapped as the engine must. */
-static void fk_shadow_sync(void)
+static bool fk_slotted(unsigned p)
 {
-	shadow_clear(&fk_shadow);
-	for (unsigned i = 0; i < FK_PAGES; i++) {
-		uint64_t va = (uint64_t)(uintptr_t)(fk_arena + (size_t)i * 4096), pa;
-		if (!fk_slotted(i))
-			continue;
-		physmap_translate(&fk_rt->pm, va, &pa);
-		uint32_t opts = PT_USER | (fk_kind[i] == FK_RW ? PT_R | PT_W : PT_R | PT_X);
-		shadow_map(&fk_shadow, va, 4096, pa, opts);
-	}
-	shadow_merge(&fk_shadow);
+	return fk_blk[fk_pblk[p]].slotted;
 }
 
-static void fk_check_tables(struct fk_state *st)
+/* Tables over blocks [b0, b1] and a page either side against the shadow. */
+static void fk_check_blocks(struct fk_state *st, unsigned b0, unsigned b1)
 {
 	char buf[256];
-	const char *bad;
+	uint64_t lo = fk_blk[b0].va, hi = fk_blk[b1].va + fk_blk[b1].len;
 
-	fk_shadow_sync();
-	bad = check_range(&fk_rt->pt, &fk_shadow, (uint64_t)(uintptr_t)fk_arena, FK_LEN, buf, sizeof(buf));
+	if (b0 > 0)
+		lo -= 4096;
+	if (b1 + 1 < fk_nblk)
+		hi += 4096;
+	const char *bad = check_range(&fk_rt->pt, &fk_shadow, lo, hi - lo, buf, sizeof(buf));
 	if (bad)
-		fk_fail(st, "tables over the arena differ from the shadow: %s", bad);
+		fk_fail(st, "tables over 0x%llx-0x%llx differ from the shadow of the slotted blocks: %s",
+			(unsigned long long)lo, (unsigned long long)hi, bad);
+}
+
+static void fk_check_slots(struct fk_state *st)
+{
+	char buf[256];
+	const char *bad = check_slots(&fk_rt->slots, buf, sizeof(buf));
+
+	if (bad)
+		fk_fail(st, "check_slots: %s", bad);
+}
+
+/* The model's view of slots against the engine's, block by block. */
+static void fk_check_model(struct fk_state *st)
+{
+	for (unsigned b = 0; b < fk_nblk; b++)
+		if (slots_has_slot(&fk_rt->slots, fk_blk[b].pa) != fk_blk[b].slotted)
+			fk_fail(st, "block pa 0x%llx (va 0x%llx): the engine says %s, the model %s",
+				(unsigned long long)fk_blk[b].pa, (unsigned long long)fk_blk[b].va,
+				fk_blk[b].slotted ? "no slot" : "slot", fk_blk[b].slotted ? "slot" : "no slot");
+}
+
+/* Would the CPU fault on page p for mode? Present once the block has a
+ * slot, whether or not the host still has the page (then W/NX are checked);
+ * a host-unmapped page of an unslotted block is refused by kvmrt. */
+static bool fk_page_ok(unsigned p, enum fk_mode mode)
+{
+	return fk_mapped[p] && fk_allowed(p, mode);
 }
 
 static void fk_access(struct fk_state *st, enum fk_mode mode, unsigned size, bool rep, uint64_t va, uint8_t seed)
 {
-	static struct fk_acc a;   /* heap-like: the guest writes into it */
 	unsigned first = fk_page(va), last = fk_page(va + size - 1);
+	unsigned bf = fk_pblk[first], bl = fk_pblk[last];
 	bool ok_pred = true;
 	struct kvmrt_fault f;
 	uint64_t r;
 
-	memset(&a, 0, sizeof(a));
-	a.addr = va;
-	a.size = size;
-	a.mode = mode;
-	a.rep = rep;
+	fk_a = (struct fk_acc){ .addr = va, .size = size, .mode = mode, .rep = rep };
 	for (unsigned i = 0; i < size; i++)
-		a.buf[i] = (uint8_t)(seed + i * 13);
+		fk_a.buf[i] = (uint8_t)(seed + i * 13);
 	for (unsigned p = first; p <= last; p++)
-		ok_pred &= fk_mapped[p] && fk_allowed(p, mode);
-	for (unsigned p = 0; p < FK_PAGES; p++)
-		fk_was[p] = fk_slotted(p);
+		ok_pred &= fk_page_ok(p, mode);
 	snprintf(st->last, sizeof(st->last), "%s 0x%llx size %u%s", mode == FK_READ ? "read" : mode == FK_WRITE ? "write" : "exec",
 		 (unsigned long long)va, size, rep ? " (rep movsb)" : "");
-	if (st->trace)
-		fprintf(st->trace, "# kvm access %s -> predicted %s\n", st->last, ok_pred ? "ok" : "fault");
-	int err = kvmrt_call(fk_rt, fk_guest, (uint64_t)(uintptr_t)&a, &r, &f);
+	if (st->trace) {
+		fprintf(st->trace, "# access %s: page %u (%s, host %s, block %s)", st->last, first, fk_kind_name(first),
+			fk_mapped[first] ? "mapped" : "unmapped", fk_slotted(first) ? "slotted" : "unslotted");
+		if (last != first)
+			fprintf(st->trace, " to page %u (%s, host %s, block %s)", last, fk_kind_name(last),
+				fk_mapped[last] ? "mapped" : "unmapped", fk_slotted(last) ? "slotted" : "unslotted");
+		fprintf(st->trace, " -> predicted %s\n", ok_pred ? "ok" : "fault");
+		/* The slot engine's side, as kvmpt-trace can run it: each page
+		 * the CPU may fault on that kvmrt would service. */
+		if (!fk_slotted(first) && fk_mapped[first])
+			fprintf(st->trace, "fault 0x%llx\n", (unsigned long long)(va & ~4095ull));
+		if (bl != bf && !fk_slotted(last) && fk_mapped[last])
+			fprintf(st->trace, "fault 0x%llx\n", (unsigned long long)((va + size - 1) & ~4095ull));
+	}
+	uint32_t count0 = kvmrt_slot_count(fk_rt);
+	int err = kvmrt_call(fk_rt, fk_guest, (uint64_t)(uintptr_t)&fk_a, &r, &f);
 	char fs[400];
-	kvmrt_fault_str(&f, fs, sizeof(fs));
+	if (err)
+		kvmrt_fault_str(&f, fs, sizeof(fs));
+	else
+		fs[0] = 0;
+	/* Slots appear only for the blocks of the first and last page, and
+	 * only where the host has that page; nowhere else. Taken into the
+	 * model first: the access's last fault sees the blocks it slotted
+	 * (a read over a mapped and an unmapped page of one unslotted block
+	 * slots the block on the first page, then finds the second present
+	 * over missing memory: KVM_RUN EFAULT). */
+	unsigned gained = 0;
+	for (unsigned k = 0; k < 2; k++) {
+		unsigned b = k ? bl : bf;
+		if (k && bl == bf)
+			break;
+		if (fk_blk[b].slotted || !slots_has_slot(&fk_rt->slots, fk_blk[b].pa))
+			continue;
+		if (!((bf == b && fk_mapped[first]) || (bl == b && fk_mapped[last])))
+			fk_fail(st, "block pa 0x%llx (va 0x%llx) gained a slot the access had no reason to create",
+				(unsigned long long)fk_blk[b].pa, (unsigned long long)fk_blk[b].va);
+		fk_blk[b].slotted = true;
+		if (shadow_map(&fk_shadow, fk_blk[b].va, fk_blk[b].len, fk_blk[b].pa, fk_blk[b].opts))
+			fk_fail(st, "the shadow refused block va 0x%llx", (unsigned long long)fk_blk[b].va);
+		gained++;
+	}
 	if (ok_pred) {
 		if (err)
 			fk_fail(st, "predicted success, got %s", fs);
-		if (mode == FK_READ && memcmp(a.buf, (void *)(uintptr_t)va, size))
+		if (mode == FK_READ && memcmp(fk_a.buf, (void *)(uintptr_t)va, size))
 			fk_fail(st, "guest read bytes that differ from host memory");
 		if (mode == FK_WRITE)
 			for (unsigned i = 0; i < size; i++)
@@ -283,25 +427,24 @@ static void fk_access(struct fk_state *st, enum fk_mode mode, unsigned size, boo
 		if (!err)
 			fk_fail(st, "predicted a fault, the access completed");
 		if (f.reason == KVMRT_PAGE_FAULT) {
-			unsigned p = fk_page(f.addr);
 			uint64_t want_w = mode == FK_WRITE ? 2 : 0, want_i = mode == FK_EXEC ? 0x10 : 0;
 			if (f.addr < va || f.addr >= va + size)
 				fk_fail(st, "CR2 0x%llx outside the access: %s", (unsigned long long)f.addr, fs);
-			/* The entry is present once the block has a slot, whether
-			 * or not the host still has the page: then the CPU checks
-			 * W/NX first. A host-unmapped page of an unslotted block
-			 * is "not present" and kvmrt refuses to slot it. */
+			unsigned p = fk_page(f.addr);
 			bool present = fk_mapped[p] || fk_slotted(p);
 			bool prot = present && !fk_allowed(p, mode);
 			bool absent = !present;
 			if (!prot && !absent)
 				fk_fail(st, "CR2 0x%llx is in a page that should not #PF (%s, host %s, block %s): %s",
-					(unsigned long long)f.addr, fk_kind[p] == FK_RW ? "rw" : fk_kind[p] == FK_RO ? "r--" : "r-x",
-					fk_mapped[p] ? "mapped" : "unmapped", fk_slotted(p) ? "slotted" : "unslotted", fs);
+					(unsigned long long)f.addr, fk_kind_name(p), fk_mapped[p] ? "mapped" : "unmapped",
+					fk_slotted(p) ? "slotted" : "unslotted", fs);
 			if ((f.error_code & 1) != (prot ? 1u : 0u) || (f.error_code & 2) != want_w ||
 			    !(f.error_code & 4) || (f.error_code & 0x10) != want_i)
 				fk_fail(st, "error code 0x%llx wrong for a %s %s page: %s", (unsigned long long)f.error_code,
 					absent ? "host-unmapped" : "protected", st->last, fs);
+			if (st->trace)
+				fprintf(st->trace, "# -> #PF cr2 0x%llx error code 0x%llx\n", (unsigned long long)f.addr,
+					(unsigned long long)f.error_code);
 		} else if (f.reason == KVMRT_EFAULT) {
 			/* Only a host-unmapped page of a block with a slot gives
 			 * a present entry over missing memory. */
@@ -310,45 +453,58 @@ static void fk_access(struct fk_state *st, enum fk_mode mode, unsigned size, boo
 				any |= !fk_mapped[p] && fk_slotted(p) && fk_allowed(p, mode);
 			if (!any)
 				fk_fail(st, "KVM_RUN EFAULT without a host-unmapped page in a slotted block: %s", fs);
+			if (st->trace)
+				fprintf(st->trace, "# -> KVM_RUN EFAULT\n");
 		} else {
 			fk_fail(st, "predicted a #PF or EFAULT, got %s", fs);
 		}
 	}
-	/* Slots appear only for blocks the access touched, and only where the
-	 * host has the touched page. */
-	for (unsigned p = 0; p < FK_PAGES; p++) {
-		if (fk_was[p] || !fk_slotted(p))
-			continue;
-		uint64_t blk = fk_block(p);
-		bool why_ok = (fk_block(first) == blk && fk_mapped[first]) || (fk_block(last) == blk && fk_mapped[last]);
-		if (!why_ok)
-			fk_fail(st, "page %u's block (pa 0x%llx) gained a slot the access had no reason to create", p,
-				(unsigned long long)blk);
-	}
-	fk_check_tables(st);
+	uint32_t count1 = kvmrt_slot_count(fk_rt);
+	if (count1 != count0 + gained)
+		fk_fail(st, "%u slots appeared, %u of them for the blocks the access touched", count1 - count0, gained);
+	fk_check_blocks(st, bf, bl);
+	if (gained)
+		fk_check_slots(st);
 }
 
-static void fk_unmap(struct fk_state *st, unsigned page, unsigned n)
+static void fk_host(struct fk_state *st, bool map, unsigned page, unsigned n)
 {
-	for (unsigned i = page; i < page + n && i < FK_PAGES; i++) {
-		munmap(fk_arena + (size_t)i * 4096, 4096);
-		fk_mapped[i] = false;
-	}
-	snprintf(st->last, sizeof(st->last), "unmap pages %u..+%u", page, n);
+	if (page + n > FK_PAGES)
+		n = FK_PAGES - page;
+	snprintf(st->last, sizeof(st->last), "host %s pages %u..+%u", map ? "map" : "unmap", page, n);
 	if (st->trace)
-		fprintf(st->trace, "# kvm host unmap 0x%llx len 0x%x\n",
-			(unsigned long long)(uintptr_t)(fk_arena + (size_t)page * 4096), n * 4096);
-}
-
-static void fk_map(struct fk_state *st, unsigned page, unsigned n)
-{
-	for (unsigned i = page; i < page + n && i < FK_PAGES; i++)
-		if (fk_map_page(i))
+		fprintf(st->trace, "# host %s 0x%llx len 0x%x (pages %u..+%u)\n", map ? "map" : "unmap",
+			(unsigned long long)(fk_base + (uint64_t)page * 4096), n * 4096, page, n);
+	for (unsigned i = page; i < page + n; i++) {
+		if (!map)
+			fk_unmap_page(i);
+		else if (!fk_mapped[i] && fk_map_page(i))
 			fk_fail(st, "cannot map arena page %u again", i);
-	snprintf(st->last, sizeof(st->last), "map pages %u..+%u", page, n);
-	if (st->trace)
-		fprintf(st->trace, "# kvm host map 0x%llx len 0x%x\n",
-			(unsigned long long)(uintptr_t)(fk_arena + (size_t)page * 4096), n * 4096);
+	}
+	/* The host's mappings changed under slotted blocks: the engine's
+	 * state must not have (nothing runs), and still hold every invariant. */
+	bool under_slot = false;
+	for (unsigned i = page; i < page + n; i++)
+		under_slot |= fk_slotted(i);
+	if (under_slot)
+		fk_check_slots(st);
+}
+
+static void fk_trace_header(FILE *t)
+{
+	uint64_t lo = fk_blk[0].va, hi = fk_blk[fk_nblk - 1].va + fk_blk[fk_nblk - 1].len;
+
+	fprintf(t, "# fuzz_kvm input: arena 0x%llx len 0x%llx (pages 0..%llu), fault blocks of 2 MiB;\n"
+		"# the regions below are the arena's read-only runs, everything else is excluded\n",
+		(unsigned long long)fk_base, (unsigned long long)FK_LEN, (unsigned long long)FK_PAGES - 1);
+	fprintf(t, "region 0x0 0x%llx excluded\n", (unsigned long long)lo);
+	for (size_t r = 0; r < sizeof(fk_runs) / sizeof(fk_runs[0]); r++)
+		fprintf(t, "region 0x%llx 0x%x ro   # pages %u..+%u %s\n",
+			(unsigned long long)(fk_base + (uint64_t)fk_runs[r].first * 4096), fk_runs[r].count * 4096,
+			fk_runs[r].first, fk_runs[r].count, fk_runs[r].kind == FK_RO ? "r--" : "r-x");
+	fprintf(t, "region 0x%llx 0x%llx excluded\n", (unsigned long long)hi,
+		(unsigned long long)((1ull << 47) - hi));
+	fprintf(t, "layout block=0x%llx\n", (unsigned long long)FK_BLOCK);
 }
 
 static const unsigned fk_sizes[] = { 1, 2, 4, 8, 16, 32, 64 };
@@ -358,22 +514,36 @@ int fuzz_one(const uint8_t *data, size_t size, FILE *trace)
 	struct fuzz_in in = { data, size };
 	struct fk_state st = { .trace = trace };
 	char why[400];
+	uint32_t deleted;
 
-	/* Every input from the same state: all pages mapped, no arena slot. */
-	for (unsigned i = 0; i < FK_PAGES; i++)
-		if (!fk_mapped[i] && fk_map_page(i))
-			fk_fail(&st, "cannot restore arena page %u", i);
-	if (kvmrt_reset(fk_rt, why, sizeof(why)))
-		fk_fail(&st, "kvmrt_reset: %s", why);
-	unsigned n = fuzz_u8(&in) % 8;
+	/* Every input from the same state: all pages mapped, no arena slot,
+	 * tables as at the checkpoint. */
+	snprintf(st.last, sizeof(st.last), "reset");
+	while (fk_nunmapped)
+		if (fk_map_page(fk_unmapped[--fk_nunmapped]))
+			fk_fail(&st, "cannot restore arena page %u", fk_unmapped[fk_nunmapped]);
+	if (kvmrt_rollback(fk_rt, &deleted, why, sizeof(why)))
+		fk_fail(&st, "kvmrt_rollback: %s", why);
+	for (unsigned b = 0; b < fk_nblk; b++)
+		fk_blk[b].slotted = false;
+	shadow_clear(&fk_shadow);
+	if (deleted)
+		fk_check_model(&st);
+	if (trace)
+		fk_trace_header(trace);
+
+	unsigned n = fuzz_u8(&in) % (FK_MAX_UNMAP0 + 1), accesses = 0, host = 0;
 	for (unsigned i = 0; i < n; i++)
-		fk_unmap(&st, fuzz_u16(&in) % FK_PAGES, 1);
-	for (st.op = 0; in.left && st.op < 64; st.op++) {
-		uint8_t op = fuzz_u8(&in) % 3;
+		fk_host(&st, false, fuzz_u16(&in) % FK_PAGES, 1);
+	for (st.op = 0; in.left && st.op < FK_MAX_OPS; st.op++) {
+		uint8_t opb = fuzz_u8(&in), op = (opb & 0x7f) % 3;
 		if (op == 0) {
 			enum fk_mode mode = (enum fk_mode)(fuzz_u8(&in) % 3);
 			uint8_t sel = fuzz_u8(&in) % 8;
-			unsigned page = fuzz_u16(&in) % FK_PAGES;
+			uint16_t pg = fuzz_u16(&in);
+			/* bit 7: the page is the first arena page of a fault
+			 * block (block and region edges), else any page */
+			unsigned page = opb & 0x80 ? fk_blk[pg % fk_nblk].first : pg % FK_PAGES;
 			int delta = (int8_t)fuzz_u8(&in);
 			uint8_t seed = fuzz_u8(&in);
 			bool rep = sel >= 6 && mode != FK_EXEC;
@@ -383,14 +553,23 @@ int fuzz_one(const uint8_t *data, size_t size, FILE *trace)
 				off = 0;
 			if (off > (int64_t)(FK_LEN - sz))
 				off = (int64_t)(FK_LEN - sz);
-			fk_access(&st, mode, sz, rep, (uint64_t)(uintptr_t)fk_arena + (uint64_t)off, seed);
+			if (accesses++ == FK_MAX_ACCESS)
+				break;
+			fk_access(&st, mode, sz, rep, fk_base + (uint64_t)off, seed);
 		} else {
 			unsigned page = fuzz_u16(&in) % FK_PAGES, cnt = 1 + fuzz_u8(&in) % 4;
-			if (op == 1)
-				fk_unmap(&st, page, cnt);
-			else
-				fk_map(&st, page, cnt);
+			if (host++ == FK_MAX_HOST)
+				break;
+			fk_host(&st, op == 2, page, cnt);
 		}
 	}
+	/* End: the model against the engine for every block, the whole arena
+	 * against the shadow, every slot invariant. */
+	snprintf(st.last, sizeof(st.last), "end of input");
+	fk_check_model(&st);
+	fk_check_blocks(&st, 0, fk_nblk - 1);
+	fk_check_slots(&st);
+	if (trace)
+		fprintf(trace, "check\n");
 	return 0;
 }

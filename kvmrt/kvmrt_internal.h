@@ -42,6 +42,9 @@ struct kvmrt {
 	_Atomic uint64_t slot_ioctls, slot_ns, new_slots_pf, new_slots_mmio, checks;
 	atomic_bool check_failed;
 	char check_why[320];
+	bool ckpt_set;                /* kvmrt_checkpoint was called */
+	uint32_t ckpt_slots;          /* slots.count at the checkpoint */
+	uint64_t ckpt_mmio;           /* slots.mmio_blocks at the checkpoint */
 };
 
 /* Is every page of [va, va+len) mapped in this process (mincore)?
@@ -57,6 +60,19 @@ int kvmrt_service_fault(struct kvmrt *rt, uint64_t va, uint64_t err, struct slot
 /* Deletes every slot and rebuilds the tables as at open (fuzz_kvm: each
  * input starts from the same state). No vCPU may be running. */
 int kvmrt_reset(struct kvmrt *rt, char *why, size_t why_len);
+
+/* Remembers the slot state now (fuzz_kvm: after a warm-up call has slotted
+ * code, stack and data), so that kvmrt_rollback can return to it. */
+void kvmrt_checkpoint(struct kvmrt *rt);
+
+/* Back to the checkpoint, cheaply: deletes, newest first, every slot made
+ * since (one KVM ioctl each), takes it out of the slot index and unmaps its
+ * block's entries (lazy mode; canonical form makes the tables exactly those
+ * of the checkpoint), and forgets the vCPUs' #PF repeat counters. Returns
+ * -EBUSY when it cannot (no checkpoint, or mmio blocks got entries since):
+ * use kvmrt_reset then. No vCPU may be running. Reports how many slots it
+ * deleted in *deleted (may be NULL). */
+int kvmrt_rollback(struct kvmrt *rt, uint32_t *deleted, char *why, size_t why_len);
 
 /* Slots and entries for every block [va, va+len) touches. */
 int kvmrt_map_range(struct kvmrt *rt, uint64_t va, uint64_t len);

@@ -665,6 +665,8 @@ int vcpu_call(struct vcpu *v, uint64_t fn, uint64_t arg, uint64_t *ret, struct k
 	}
 	ctl->fn = fn;
 	ctl->arg = arg;
+	v->repeat = 0;       /* "no progress" is about one call */
+	v->repeat_cr2 = 0;
 	for (;;) {
 		r = kvm_ioctl(v->fd, KVM_RUN, NULL);
 		if (r == -EINTR || r == -EAGAIN) {
