@@ -387,12 +387,6 @@ static void fk_access(struct fk_state *st, enum fk_mode mode, unsigned size, boo
 			fprintf(st->trace, " to page %u (%s, host %s, block %s)", last, fk_kind_name(last),
 				fk_mapped[last] ? "mapped" : "unmapped", fk_slotted(last) ? "slotted" : "unslotted");
 		fprintf(st->trace, " -> predicted %s\n", ok_pred ? "ok" : "fault");
-		/* The slot engine's side, as kvmpt-trace can run it: each page
-		 * the CPU may fault on that kvmrt would service. */
-		if (!fk_slotted(first) && fk_mapped[first])
-			fprintf(st->trace, "fault 0x%llx\n", (unsigned long long)(va & ~4095ull));
-		if (bl != bf && !fk_slotted(last) && fk_mapped[last])
-			fprintf(st->trace, "fault 0x%llx\n", (unsigned long long)((va + size - 1) & ~4095ull));
 	}
 	uint32_t count0 = kvmrt_slot_count(fk_rt);
 	int err = kvmrt_call(fk_rt, fk_guest, (uint64_t)(uintptr_t)&fk_a, &r, &f);
@@ -418,6 +412,10 @@ static void fk_access(struct fk_state *st, enum fk_mode mode, unsigned size, boo
 			fk_fail(st, "block pa 0x%llx (va 0x%llx) gained a slot the access had no reason to create",
 				(unsigned long long)fk_blk[b].pa, (unsigned long long)fk_blk[b].va);
 		fk_blk[b].slotted = true;
+		/* The slot engine's side, as kvmpt-trace can run it: a fault
+		 * that kvmrt serviced. */
+		if (st->trace)
+			fprintf(st->trace, "fault 0x%llx\n", (unsigned long long)(fk_base + (uint64_t)(b == bf ? first : last) * 4096));
 		if (shadow_map(&fk_shadow, fk_blk[b].va, fk_blk[b].len, fk_blk[b].pa, fk_blk[b].opts))
 			fk_fail(st, "the shadow refused block va 0x%llx", (unsigned long long)fk_blk[b].va);
 		gained++;
@@ -498,13 +496,15 @@ static void fk_trace_header(FILE *t)
 	uint64_t lo = fk_blk[0].va, hi = fk_blk[fk_nblk - 1].va + fk_blk[fk_nblk - 1].len;
 
 	fprintf(t, "# fuzz_kvm input: arena 0x%llx len 0x%llx (pages 0..%llu), fault blocks of 2 MiB;\n"
-		"# the regions below are the arena's read-only runs, everything else is excluded\n",
+		"# regions: the arena's runs of one kind (r-x is ro: the engine maps it rx), outside its blocks excluded\n",
 		(unsigned long long)fk_base, (unsigned long long)FK_LEN, (unsigned long long)FK_PAGES - 1);
 	fprintf(t, "region 0x0 0x%llx excluded\n", (unsigned long long)lo);
-	for (size_t r = 0; r < sizeof(fk_runs) / sizeof(fk_runs[0]); r++)
-		fprintf(t, "region 0x%llx 0x%x ro   # pages %u..+%u %s\n",
-			(unsigned long long)(fk_base + (uint64_t)fk_runs[r].first * 4096), fk_runs[r].count * 4096,
-			fk_runs[r].first, fk_runs[r].count, fk_runs[r].kind == FK_RO ? "r--" : "r-x");
+	for (unsigned i = 0, j; i < FK_PAGES; i = j) {
+		for (j = i + 1; j < FK_PAGES && fk_kind[j] == fk_kind[i]; j++)
+			;
+		fprintf(t, "region 0x%llx 0x%x%s   # pages %u..%u %s\n", (unsigned long long)(fk_base + (uint64_t)i * 4096),
+			(j - i) * 4096, fk_kind[i] == FK_RW ? "" : " ro", i, j - 1, fk_kind_name(i));
+	}
 	fprintf(t, "region 0x%llx 0x%llx excluded\n", (unsigned long long)hi,
 		(unsigned long long)((1ull << 47) - hi));
 	fprintf(t, "layout block=0x%llx\n", (unsigned long long)FK_BLOCK);
