@@ -206,7 +206,8 @@ static void print_header(FILE *f, const struct header *h)
 		fprintf(f, " reserved=0x%llx", (unsigned long long)h->cfg.reserved);
 	if (h->cfg.pa_bits)
 		fprintf(f, " physbits=%u", h->cfg.pa_bits);
-	fprintf(f, " slots=%u%s\n", h->capacity, h->legacy ? " legacy" : "");
+	fprintf(f, " slots=%u%s%s%s\n", h->capacity, h->legacy ? " legacy" : "", h->user ? " user" : "",
+		h->exec ? " exec" : "");
 }
 
 static void print_op(FILE *f, const struct op *op, const struct physmap *pm)
@@ -220,18 +221,18 @@ static void print_op(FILE *f, const struct op *op, const struct physmap *pm)
 	case OP_MAPPHYS:
 		if (pm && pm->count) {
 			const struct phys_region *r = &pm->regions[op->pa % pm->count];
-			fprintf(f, "# mapphys 0x%llx 0x%llx\n", (unsigned long long)(r->pa + op->va),
+			fprintf(f, "mapphys 0x%llx 0x%llx\n", (unsigned long long)(r->pa + op->va),
 				(unsigned long long)op->len);
 		}
 		break;
 	case OP_INJECT:
-		fprintf(f, "# inject %s (next slot callback)\n", inj_name[op->inject]);
+		fprintf(f, "inject %s\n", inj_name[op->inject]);
 		break;
 	case OP_CHECK:
 		fprintf(f, "check\n");
 		break;
 	case OP_MAPALL:
-		fprintf(f, "# mapall\n");
+		fprintf(f, "mapall\n");
 		break;
 	}
 }
@@ -1094,6 +1095,19 @@ int fuzz_encode(const char *text, struct fuzz_out *out, char *err, size_t errlen
 			}
 			continue;
 		}
+		if (!strcmp(w[0], "inject") && nw >= 2) {
+			int k = !strcmp(w[1], "EINVAL") ? 1 : !strcmp(w[1], "ENOMEM") ? 2 : !strcmp(w[1], "EEXIST") ? 3 : 0;
+			if (olen + 2 > sizeof(ops))
+				goto full;
+			ops[olen++] = OP_INJECT, ops[olen++] = (uint8_t)k;
+			continue;
+		}
+		if (!strcmp(w[0], "mapall")) {
+			if (olen + 1 > sizeof(ops))
+				goto full;
+			ops[olen++] = OP_MAPALL;
+			continue;
+		}
 		if (w[0][0] == '#' || !strcmp(w[0], "stats"))
 			continue;
 		if (!strcmp(w[0], "pool")) {
@@ -1140,6 +1154,8 @@ int fuzz_encode(const char *text, struct fuzz_out *out, char *err, size_t errlen
 				uint64_t v = eq ? strtoull(eq + 1, NULL, 0) : 0;
 				if (!strcmp(w[i], "legacy"))
 					flags |= 0xc1;
+				else if (!strcmp(w[i], "user") || !strcmp(w[i], "exec"))
+					flags |= !strcmp(w[i], "user") ? 2 : 4;
 				else if (!strncmp(w[i], "block=", 6)) {
 					if (enc_pow(v, &bs))
 						goto bad;

@@ -41,6 +41,7 @@ struct trace {
 	struct physmap pm;
 	struct slots slots;
 	uint64_t bound;
+	int inject;            /* the next slot callback fails with this (-errno) */
 };
 
 /* ---- engine state ---- */
@@ -428,19 +429,24 @@ static int op_region(struct trace *t, struct args *a)
 	return 0;
 }
 
+/* The slot callback: KVM's argument rules, and a failure when `inject` asked
+ * for one (-EEXIST plays another vCPU that created the slot first). */
 static int set_slot(void *ctx, uint32_t id, uint64_t pa, uint64_t len, uint64_t va, bool readonly)
 {
-	const struct trace *t = ctx;
+	struct trace *t = ctx;
 	(void)readonly;
 	if ((pa | len | va) & 0xfff || len == 0 || id >= t->slots.capacity)
 		return -EINVAL;
-	return 0;
+	int ret = t->inject;
+	t->inject = 0;
+	return ret;
 }
 
 static int op_layout(struct trace *t, struct args *a)
 {
 	struct physmap_config cfg = { 0 };
 	bool legacy = false;
+	unsigned flags = 0;
 	uint64_t slots = DEFAULT_SLOTS;
 	for (int i = 1; i < a->n; i++) {
 		char *eq = strchr(a->v[i], '=');
@@ -449,8 +455,13 @@ static int op_layout(struct trace *t, struct args *a)
 			legacy = true;
 			continue;
 		}
+		if (!strcmp(a->v[i], "user") || !strcmp(a->v[i], "exec")) {
+			flags |= !strcmp(a->v[i], "user") ? SLOTS_USER : SLOTS_EXEC;
+			continue;
+		}
 		if (!eq || !parse_u64(eq + 1, &v))
-			return bad(a, "layout option '%s': block=SIZE reserved=SIZE physbits=N slots=N legacy", a->v[i]);
+			return bad(a, "layout option '%s': block=SIZE reserved=SIZE physbits=N slots=N legacy user exec",
+				   a->v[i]);
 		*eq = 0;
 		if (!strcmp(a->v[i], "block"))
 			cfg.block_size = v;
@@ -481,7 +492,8 @@ static int op_layout(struct trace *t, struct args *a)
 	}
 	if (make_tables(t, (uint32_t)pages))
 		return bad(a, "cannot allocate a pool of %" PRIu64 " pages", pages);
-	ret = slots_init(&t->slots, &t->pt, &t->pm, (uint32_t)slots, legacy ? SLOTS_LEGACY : 0, set_slot, t);
+	t->inject = 0;
+	ret = slots_init(&t->slots, &t->pt, &t->pm, (uint32_t)slots, flags | (legacy ? SLOTS_LEGACY : 0), set_slot, t);
 	if (ret) {
 		print_error(t, "layout", ret, "slot engine");
 		drop_state(t);
@@ -495,6 +507,15 @@ static int op_layout(struct trace *t, struct args *a)
 			p->kind == REGION_RO ? " ro" : p->kind == REGION_MMIO ? " mmio" : "");
 	}
 	return 0;
+}
+
+static const char *slots_error(int ret)
+{
+	return ret == -EFAULT	? "pa is in no physical region"
+	       : ret == -ENOSPC ? "slot table is full"
+	       : ret == -ENOMEM ? "out of memory (pool, or the slot callback said so)"
+	       : ret == -EINVAL ? "bad range or slot callback refused"
+				: "slot callback failed";
 }
 
 static int op_fault(struct trace *t, struct args *a)
@@ -515,10 +536,7 @@ static int op_fault(struct trace *t, struct args *a)
 	struct slots_result res;
 	int ret = slots_fault(&t->slots, va, &res);
 	if (ret) {
-		const char *why = ret == -EFAULT	? "va is in no physical region"
-				  : ret == -ENOSPC ? "slot table is full"
-				  : ret == -ENOMEM ? "pool exhausted"
-						   : "slot callback failed";
+		const char *why = ret == -EFAULT ? "va is in no physical region" : slots_error(ret);
 		fprintf(t->out, "fault 0x%" PRIx64 " error %s: %s\n", va, errno_name(-ret), why);
 		return 0;
 	}
@@ -529,6 +547,63 @@ static int op_fault(struct trace *t, struct args *a)
 	else
 		fprintf(t->out, "fault 0x%" PRIx64 " -> slot %u pa 0x%" PRIx64 " len 0x%" PRIx64 "\n", va, res.slot,
 			res.pa, res.len);
+	return 0;
+}
+
+/* mapphys PA LEN: slots_map_physical, as a vCPU's fault handler calls it. */
+static int op_mapphys(struct trace *t, struct args *a)
+{
+	uint64_t pa = 0, len = 0;
+	int r = want_args(a, "mapphys", 2, 2, "PA LEN");
+	if (r || (r = num(a, 1, "PA", &pa)) || (r = num(a, 2, "LEN", &len)))
+		return r;
+	if (!t->laid_out) {
+		fprintf(t->out, "mapphys error EINVAL: no layout yet\n");
+		return 0;
+	}
+	int ret = slots_map_physical(&t->slots, pa, len, NULL);
+	if (ret)
+		print_error(t, "mapphys", ret, slots_error(ret));
+	else
+		fprintf(t->out, "mapphys ok\n");
+	return 0;
+}
+
+/* mapall: every physical region through map_physical, until an error. */
+static int op_mapall(struct trace *t, struct args *a)
+{
+	int r = want_args(a, "mapall", 0, 0, "no arguments");
+	if (r)
+		return r;
+	if (!t->laid_out) {
+		fprintf(t->out, "mapall error EINVAL: no layout yet\n");
+		return 0;
+	}
+	for (size_t i = 0; i < t->pm.count; i++) {
+		int ret = slots_map_physical(&t->slots, t->pm.regions[i].pa, t->pm.regions[i].len, NULL);
+		if (ret) {
+			print_error(t, "mapall", ret, slots_error(ret));
+			return 0;
+		}
+	}
+	fprintf(t->out, "mapall ok\n");
+	return 0;
+}
+
+/* inject ERR: the next slot callback fails with ERR (no output). */
+static int op_inject(struct trace *t, struct args *a)
+{
+	int r = want_args(a, "inject", 1, 1, "EINVAL|ENOMEM|EEXIST");
+	if (r)
+		return r;
+	if (!strcmp(a->v[1], "EINVAL"))
+		t->inject = -EINVAL;
+	else if (!strcmp(a->v[1], "ENOMEM"))
+		t->inject = -ENOMEM;
+	else if (!strcmp(a->v[1], "EEXIST"))
+		t->inject = -EEXIST;
+	else
+		return bad(a, "inject takes EINVAL, ENOMEM or EEXIST");
 	return 0;
 }
 
@@ -554,7 +629,8 @@ static const struct {
 } ops[] = {
 	{ "pool", op_pool },	 { "map", op_map },	  { "unmap", op_unmap }, { "lookup", op_lookup },
 	{ "empty", op_empty },	 { "check", op_check },	  { "region", op_region }, { "layout", op_layout },
-	{ "fault", op_fault },	 { "stats", op_stats },
+	{ "fault", op_fault },	 { "stats", op_stats },	  { "mapphys", op_mapphys }, { "mapall", op_mapall },
+	{ "inject", op_inject },
 };
 
 int trace_line(struct trace *t, const char *line, char *err, size_t err_len)
