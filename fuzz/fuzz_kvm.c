@@ -5,8 +5,9 @@
  *
  * Speed (the KVM exits cost 20-30 us each here, so an input may spend only
  * ~10-20 of them): everything per page and per fault block is computed once
- * at init from the real physical map (each arena page's block; each block's
- * VA, PA, length and the options the engine must give it); a warm-up call
+ * at init (each arena page's block; each block's VA, length and options by
+ * this file's own rule, checked against the physical map's blocks, its PA
+ * from the physical map's translation); a warm-up call
  * slots what every guest call touches (code, stack, the access record, TLS)
  * and kvmrt_checkpoint remembers that state. Each input then starts with
  * kvmrt_rollback (deletes only the slots the previous input made, newest
@@ -39,6 +40,7 @@
  * arena's regions, layout, a `fault` for every block an access is predicted
  * to slot), with the accesses and host actions as `#` comments. */
 #include <errno.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -198,35 +200,68 @@ static uint64_t fk_guest(uint64_t p)
 
 /* ---- init --------------------------------------------------------------- */
 
-/* Each arena page's fault block, from the runtime's own physical map; the
- * options are this file's rule, not the engine's. */
+static bool fk_ro(unsigned i)
+{
+	return fk_kind[i] != FK_RW;
+}
+
+/* Each arena page's fault block, by this file's own rule: a run of pages of
+ * one kind (r-- and r-x are both read-only regions) cut by the 2 MiB grid
+ * (VA and PA are congruent modulo the block size); the rw runs at both ends
+ * go on into the holes around the arena (holes are normal regions) up to
+ * the grid. The PA is the physical map's translation of the block's start;
+ * the options are this file's rule too. Then the engine's physical map must
+ * give the same blocks: a difference is a FAIL, not a skip. */
 static int fk_precompute(void)
 {
+	for (unsigned i = 0, j; i < FK_PAGES; i = j) {
+		uint64_t va = fk_base + (uint64_t)i * 4096;
+		uint64_t cell = va & ~(FK_BLOCK - 1), lo = cell, hi = cell + FK_BLOCK, pa;
+		for (j = i; j < FK_PAGES && fk_ro(j) == fk_ro(i) && fk_base + (uint64_t)j * 4096 < hi; j++)
+			;
+		if (i > 0 && fk_ro(i - 1) != fk_ro(i))
+			lo = va;
+		if (j < FK_PAGES)
+			hi = fk_base + (uint64_t)j * 4096 < hi ? fk_base + (uint64_t)j * 4096 : hi;
+		if (fk_nblk == FK_MAXB) {
+			printf("fuzz_kvm: more than %d fault blocks over the arena\n", FK_MAXB);
+			return -1;
+		}
+		if (physmap_translate(&fk_rt->pm, lo, &pa)) {
+			printf("fuzz_kvm: FAIL: block va 0x%llx is outside the physical map\n", (unsigned long long)lo);
+			return -1;
+		}
+		fk_blk[fk_nblk] = (struct fk_blk){ .va = lo, .len = hi - lo, .pa = pa, .first = i,
+						   .opts = PT_USER | PT_R | (fk_ro(i) ? PT_X : PT_W) };
+		for (unsigned p = i; p < j; p++)
+			fk_pblk[p] = (uint8_t)fk_nblk;
+		fk_nblk++;
+	}
 	for (unsigned i = 0; i < FK_PAGES; i++) {
+		const struct fk_blk *m = &fk_blk[fk_pblk[i]];
 		uint64_t va = fk_base + (uint64_t)i * 4096, pa;
 		struct phys_block b;
-		if (physmap_translate(&fk_rt->pm, va, &pa) || physmap_fault_block(&fk_rt->pm, pa, &b)) {
-			printf("fuzz_kvm: arena page %u (va 0x%llx) is outside the physical map\n", i,
-			       (unsigned long long)va);
+		if (physmap_translate(&fk_rt->pm, va, &pa) || physmap_fault_block(&fk_rt->pm, pa, &b) ||
+		    b.va != m->va || b.len != m->len || b.pa != m->pa || pa - b.pa != va - b.va ||
+		    (b.kind == REGION_RO) != fk_ro(i) || b.kind == REGION_MMIO) {
+			printf("fuzz_kvm: FAIL: arena page %u (va 0x%llx, %s): the physical map's fault block "
+			       "(va 0x%llx len 0x%llx pa 0x%llx kind %d) is not va 0x%llx len 0x%llx pa 0x%llx\n",
+			       i, (unsigned long long)va, fk_kind_name(i), (unsigned long long)b.va,
+			       (unsigned long long)b.len, (unsigned long long)b.pa, (int)b.kind,
+			       (unsigned long long)m->va, (unsigned long long)m->len, (unsigned long long)m->pa);
 			return -1;
 		}
-		bool ro = b.kind == REGION_RO;
-		if (b.kind == REGION_MMIO || ro != (fk_kind[i] != FK_RW) || pa - b.pa != va - b.va) {
-			printf("fuzz_kvm: arena page %u (va 0x%llx, %s) lies in a block of the wrong kind\n", i,
-			       (unsigned long long)va, fk_kind_name(i));
-			return -1;
-		}
-		if (!fk_nblk || fk_blk[fk_nblk - 1].pa != b.pa) {
-			if (fk_nblk == FK_MAXB) {
-				printf("fuzz_kvm: more than %d fault blocks over the arena\n", FK_MAXB);
-				return -1;
-			}
-			fk_blk[fk_nblk++] = (struct fk_blk){ .va = b.va, .len = b.len, .pa = b.pa, .first = i,
-							     .opts = PT_USER | PT_R | (ro ? PT_X : PT_W) };
-		}
-		fk_pblk[i] = (uint8_t)(fk_nblk - 1);
 	}
 	return 0;
+}
+
+static void fk_init_hang(int sig)
+{
+	(void)sig;
+	static const char msg[] = "fuzz_kvm: FAIL: init did not finish in 60 s (an engine loop?)\n";
+	if (write(2, msg, sizeof(msg) - 1) < 0) {
+	}
+	abort();
 }
 
 int fuzz_init(void)
@@ -256,14 +291,22 @@ int fuzz_init(void)
 			printf("SKIP kvm: cannot prepare arena page %u\n", i);
 			return 1;
 		}
+	/* Past this point a failure is the engine's or kvmrt's, not the
+	 * machine's: FAIL and abort (a skip would hide it). */
+	signal(SIGALRM, fk_init_hang);
+	alarm(60);
 	int err = kvmrt_open(&fk_rt, &cfg, why, sizeof(why));
 	if (err) {
 		printf("SKIP kvm: %s\n", why);
 		return 1;
 	}
-	if (fk_precompute() || shadow_init(&fk_shadow, 2 * FK_MAXB)) {
-		printf("fuzz_kvm: cannot set up the model\n");
+	if (shadow_init(&fk_shadow, 2 * FK_MAXB)) {
+		printf("fuzz_kvm: out of memory\n");
 		return 1;
+	}
+	if (fk_precompute()) {
+		fflush(stdout);
+		abort();
 	}
 	/* Warm-up: a read and a write of the access record itself slot the
 	 * code, the stack, the record and TLS; that is the checkpoint. */
@@ -273,10 +316,13 @@ int fuzz_init(void)
 		fk_a = (struct fk_acc){ .addr = (uint64_t)(uintptr_t)&fk_a.buf[32], .size = 8, .mode = m };
 		if (kvmrt_call(fk_rt, fk_guest, (uint64_t)(uintptr_t)&fk_a, &r, &f)) {
 			kvmrt_fault_str(&f, why, sizeof(why));
-			printf("fuzz_kvm: warm-up call failed: %s\n", why);
-			return 1;
+			printf("fuzz_kvm: FAIL: warm-up call failed: %s\n", why);
+			fflush(stdout);
+			abort();
 		}
 	}
+	alarm(0);
+	signal(SIGALRM, SIG_DFL);
 	kvmrt_checkpoint(fk_rt);
 	const char *e = getenv("FUZZ_KVM_CHECK_EACH");
 	fk_each = e && *e && strcmp(e, "0");
