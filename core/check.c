@@ -173,6 +173,32 @@ static int check_table_entry(struct check_walk *c, uint64_t pte, int level, uint
 	return PT_WALK_DESCEND;
 }
 
+/* A run of 4 KiB entries: entries that continue each other (same bits, next
+ * frame) are checked as one span, with one walk through the shadow. */
+static int check_leaf_run(void *priv, uint64_t *ptes, unsigned n, uint64_t addr)
+{
+	struct check_walk *c = priv;
+	for (unsigned i = 0; i < n;) {
+		uint64_t first = ptes[i];
+		if (!pte_present(first)) {
+			i++;
+			continue;
+		}
+		if (first & RESERVED_HIGH)
+			return fail(c, "structure: reserved bits set in 0x%llx at level 0", (unsigned long long)first);
+		unsigned j = i + 1;
+		while (j < n && (ptes[j] & ~PTE_ADDR_MASK) == (first & ~PTE_ADDR_MASK) &&
+		       (ptes[j] & PTE_ADDR_MASK) == (first & PTE_ADDR_MASK) + (uint64_t)(j - i) * PT_PAGE_SIZE)
+			j++;
+		uint64_t lo = addr + (uint64_t)i * PT_PAGE_SIZE, hi = addr + (uint64_t)j * PT_PAGE_SIZE;
+		int ret = check_leaf(c, first, PT_LEVEL_4K, lo, hi);
+		if (ret)
+			return ret;
+		i = j;
+	}
+	return 0;
+}
+
 static int check_entry(void *priv, uint64_t *ptep, int level, uint64_t addr, uint64_t next)
 {
 	struct check_walk *c = priv;
@@ -186,7 +212,7 @@ static int check_entry(void *priv, uint64_t *ptep, int level, uint64_t addr, uin
 	return check_table_entry(c, pte, level, addr);
 }
 
-static const struct pt_walk_ops check_ops = { .entry = check_entry, .skip_holes = true };
+static const struct pt_walk_ops check_ops = { .entry = check_entry, .leaf_run = check_leaf_run, .skip_holes = true };
 
 static int walk_checked(struct check_walk *c)
 {
