@@ -277,6 +277,38 @@ int slots_fault(struct slots *s, uint64_t va, struct slots_result *r)
 	return slots_map_physical(s, pa, 1, r);
 }
 
+/* The index cell that holds slot id. */
+static uint32_t slots_cell(const struct slots *s, uint32_t id)
+{
+	uint32_t h = slots_hash(s, s->table[id].pa);
+	while (__atomic_load_n(&s->index[h], __ATOMIC_RELAXED) != id + 1)
+		h = (h + 1) & s->index_mask;
+	return h;
+}
+
+int slots_truncate(struct slots *s, uint32_t keep)
+{
+	if (keep > s->count)
+		return -EINVAL;
+	/* Newest first: with linear probing, emptying cells in the reverse
+	 * order of insertion leaves exactly the index the first `keep` built. */
+	while (s->count > keep) {
+		uint32_t id = s->count - 1;
+		const struct slot *sl = &s->table[id];
+		int err = s->set(s->ctx, id, sl->pa, 0, sl->va, sl->readonly);
+		if (err)
+			return err;
+		__atomic_store_n(&s->index[slots_cell(s, id)], 0, __ATOMIC_RELEASE);
+		if (!(s->flags & SLOTS_LEGACY)) {
+			err = pt_unmap(s->pt, sl->va, sl->len);
+			if (err)
+				return err;
+		}
+		__atomic_store_n(&s->count, id, __ATOMIC_RELEASE);
+	}
+	return 0;
+}
+
 bool slots_has_slot(const struct slots *s, uint64_t pa)
 {
 	struct phys_block b;

@@ -81,6 +81,13 @@ int slots_map_physical(struct slots *s, uint64_t pa, uint64_t len, struct slots_
 /* Services a fault at va as kvmrt does: va -> pa -> its block. */
 int slots_fault(struct slots *s, uint64_t va, struct slots_result *r);
 
+/* Undoes every slot created after the first `keep`, newest first: the
+ * callback deletes each (len 0, as KVM deletes a slot), then its block's
+ * entries go. For fuzzers and tests that reset a VM between inputs: no
+ * other thread may use `s` meanwhile (the lock-free readers assume slots are
+ * never removed). 0, -EINVAL (keep > count), or the first error. */
+int slots_truncate(struct slots *s, uint32_t keep);
+
 /* Has the block holding pa a slot? Lock-free, async-signal-safe. */
 bool slots_has_slot(const struct slots *s, uint64_t pa);
 

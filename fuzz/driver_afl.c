@@ -15,16 +15,22 @@ __AFL_FUZZ_INIT();
 
 int main(void)
 {
+#ifdef __AFL_FUZZ_TESTCASE_LEN
+	/* The fork server first, then init in the child: state that does not
+	 * survive fork (fuzz_kvm's VM belongs to the process that made it) is
+	 * created where the inputs run. Init then runs once per child, which
+	 * persistent mode keeps for many inputs. */
+	__AFL_INIT();
 	if (fuzz_init())
 		return 77;
-#ifdef __AFL_FUZZ_TESTCASE_LEN
-	__AFL_INIT();
 	unsigned char *buf = __AFL_FUZZ_TESTCASE_BUF;
 	while (__AFL_LOOP(100000)) {
 		size_t len = (size_t)__AFL_FUZZ_TESTCASE_LEN;
 		fuzz_one(buf, len, NULL);
 	}
 #else
+	if (fuzz_init())
+		return 77;
 	static unsigned char buf[AFL_MAX_INPUT];
 	size_t len = fread(buf, 1, sizeof(buf), stdin);
 	fuzz_one(buf, len, NULL);

@@ -606,26 +606,6 @@ void kvmrt_checkpoint(struct kvmrt *rt)
 	rt->ckpt_set = true;
 }
 
-/* The index cell holding id + 1. The slot engine's hash (Fibonacci hashing
- * of the block's page number, linear probing) gives the start; should that
- * ever change, the whole index is scanned instead. */
-static int64_t kvmrt_index_cell(const struct slots *s, uint32_t id)
-{
-	uint64_t pa = s->table[id].pa;
-	uint32_t h = (uint32_t)(((pa >> 12) * 0x9e3779b97f4a7c15ull) >> 32) & s->index_mask;
-
-	for (uint32_t n = 0; n <= s->index_mask; n++, h = (h + 1) & s->index_mask) {
-		if (!s->index[h])
-			break;
-		if (s->index[h] == id + 1)
-			return h;
-	}
-	for (uint32_t i = 0; i <= s->index_mask; i++)
-		if (s->index[i] == id + 1)
-			return i;
-	return -1;
-}
-
 int kvmrt_rollback(struct kvmrt *rt, uint32_t *deleted, char *why, size_t why_len)
 {
 	struct slots *s = &rt->slots;
@@ -635,27 +615,10 @@ int kvmrt_rollback(struct kvmrt *rt, uint32_t *deleted, char *why, size_t why_le
 		*deleted = 0;
 	if (!rt->ckpt_set || s->mmio_blocks != rt->ckpt_mmio || s->count < rt->ckpt_slots)
 		return kvmrt_fail(why, why_len, -EBUSY, "no checkpoint to roll back to (or mmio entries since)");
-	/* Newest first: with linear probing, emptying the cells in reverse
-	 * order of insertion gives back exactly the index of the checkpoint. */
-	for (uint32_t id = s->count; id-- > rt->ckpt_slots; n++) {
-		const struct slot *sl = &s->table[id];
-		int err = kvm_set_region(rt->vm.fd, sl->id, sl->pa, 0, sl->va, false);
-		if (err)
-			return kvmrt_fail(why, why_len, err, "deleting slot %u (pa 0x%llx): %s", sl->id,
-					  (unsigned long long)sl->pa, strerror(-err));
-		int64_t cell = kvmrt_index_cell(s, id);
-		if (cell < 0)
-			return kvmrt_fail(why, why_len, -EFAULT, "slot %u is not in the slot index", id);
-		__atomic_store_n(&s->index[cell], 0, __ATOMIC_RELEASE);
-		if (!(s->flags & SLOTS_LEGACY)) {
-			err = pt_unmap(&rt->pt, sl->va, sl->len);
-			if (err)
-				return kvmrt_fail(why, why_len, err, "unmapping slot %u's block va 0x%llx len 0x%llx: %s",
-						  id, (unsigned long long)sl->va, (unsigned long long)sl->len,
-						  strerror(-err));
-		}
-		__atomic_store_n(&s->count, id, __ATOMIC_RELEASE);
-	}
+	n = s->count - rt->ckpt_slots;
+	int err = slots_truncate(s, rt->ckpt_slots);
+	if (err)
+		return kvmrt_fail(why, why_len, err, "rolling the slots back to %u: %s", rt->ckpt_slots, strerror(-err));
 	for (unsigned i = 0; i < rt->nvcpus; i++) {
 		rt->vcpus[i].repeat = 0;
 		rt->vcpus[i].repeat_cr2 = 0;
