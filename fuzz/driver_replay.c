@@ -9,19 +9,41 @@
  *   With no file argument, reads one input from stdin.
  *
  * Files named *.md, *.txt, *.trace and *.log are skipped (crash records
- * keep their notes next to the reproducer). Exit: 0 all ran, 2 usage or
- * unreadable file, 77 the target declined to run (fuzz_init). */
+ * keep their notes next to the reproducer). Each input gets REPLAY_TIMEOUT
+ * seconds (default 25): a hang ends as a named failure, not a stalled test.
+ * Exit: 0 all ran, 2 usage or unreadable file, 77 the target declined to
+ * run (fuzz_init). */
 #include <dirent.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "fuzzer.h"
 
 static int want_trace, quiet;
 static unsigned long ran;
+static const char *volatile current_input;
+
+/* The input ran out of time: say which, then abort like any failure. */
+static void on_timeout(int sig)
+{
+	(void)sig;
+	static const char msg[] = "replay: TIMEOUT (hang) in input ";
+	const char *name = current_input ? current_input : "?";
+	if (write(2, msg, sizeof(msg) - 1) < 0 || write(2, name, strlen(name)) < 0 || write(2, "\n", 1) < 0)
+		abort();
+	abort();
+}
+
+static unsigned replay_timeout(void)
+{
+	const char *env = getenv("REPLAY_TIMEOUT");
+	return env && atoi(env) > 0 ? (unsigned)atoi(env) : 25;
+}
 
 static int skipped_name(const char *path)
 {
@@ -70,7 +92,11 @@ static int run_stream(FILE *f, const char *name)
 		fprintf(stderr, "replay: %s (%zu bytes)\n", name, len);
 	if (want_trace)
 		printf("# input %s\n", name);
+	current_input = name;
+	signal(SIGALRM, on_timeout);
+	alarm(replay_timeout());
 	fuzz_one(data, len, want_trace ? stdout : NULL);
+	alarm(0);
 	fflush(stdout);
 	free(data);
 	ran++;
