@@ -63,6 +63,14 @@ FZ_CFLAGS_replay-asan := -O1 -DPT_DEBUG $(FUZZ_SAN)
 FZ_LD_replay-asan     := $(CLANG) $(FUZZ_SAN)
 FZ_DRIVER_replay-asan := fuzz/driver_replay.c
 
+# fuzz_slots with a reader thread under ThreadSanitizer: the only way a
+# publication-order bug in the lock-free slot index shows (make check
+# replays the corpus through it; engines do not run TSan).
+FZ_CC_replay-tsan     := $(CLANG)
+FZ_CFLAGS_replay-tsan := -O1 -DPT_DEBUG -DFUZZ_SLOTS_READER -fsanitize=thread
+FZ_LD_replay-tsan     := $(CLANG) -fsanitize=thread
+FZ_DRIVER_replay-tsan := fuzz/driver_replay.c
+
 # build/cov/ objects come from the top Makefile's cov variant rules.
 FZ_LD_cov           := $(CLANG) -fprofile-instr-generate -fcoverage-mapping
 FZ_DRIVER_cov       := fuzz/driver_replay.c
@@ -70,7 +78,7 @@ FZ_DRIVER_cov       := fuzz/driver_replay.c
 FZ_LD_encode        := gcc
 FZ_DRIVER_encode    := fuzz/encode.c
 
-FUZZ_OWN_VARIANTS := libfuzzer afl afl-asan afl-cmplog replay replay-asan encode
+FUZZ_OWN_VARIANTS := libfuzzer afl afl-asan afl-cmplog replay replay-asan replay-tsan encode
 FZ_CC_encode      := gcc
 FZ_CFLAGS_encode  := -O1
 
@@ -111,12 +119,13 @@ endef
 $(foreach v,libfuzzer afl afl-asan afl-cmplog replay replay-asan cov,\
   $(foreach t,$(FUZZ_TARGETS),$(eval $(call fuzz_link,$(v),$(t)))))
 $(foreach t,$(FUZZ_CODEC_TARGETS),$(eval $(call fuzz_link,encode,$(t))))
+$(eval $(call fuzz_link,replay-tsan,fuzz_slots))
 
 FUZZ_BIN = $(foreach t,$(FUZZ_TARGETS),$(B)/$(1)/$(t))
 
 .PHONY: fuzz-build fuzz-build-libfuzzer fuzz-build-afl fuzz-build-replay fuzz-build-cov
 fuzz-build-libfuzzer: $(call FUZZ_BIN,libfuzzer)
-fuzz-build-replay: $(call FUZZ_BIN,replay) $(call FUZZ_BIN,replay-asan)
+fuzz-build-replay: $(call FUZZ_BIN,replay) $(call FUZZ_BIN,replay-asan) $(B)/replay-tsan/fuzz_slots
 fuzz-build-cov: $(call FUZZ_BIN,cov)
 ifneq ($(AFL_CC),)
 fuzz-build-afl: $(call FUZZ_BIN,afl) $(call FUZZ_BIN,afl-asan) $(call FUZZ_BIN,afl-cmplog)
@@ -163,13 +172,18 @@ $(FUZZ_TEST_DIR)/codec: fuzz/tests/codec.sh fuzz/build.mk
 	@mkdir -p $(@D)
 	@printf '#!/bin/sh\nexec fuzz/tests/codec.sh %s\n' "$(FUZZ_CODEC_TARGETS)" >$@ && chmod +x $@
 
+$(FUZZ_TEST_DIR)/replay-tsan-fuzz_slots: fuzz/build.mk
+	@mkdir -p $(@D)
+	@printf '#!/bin/sh\n# fuzz_slots corpus and crashes with a concurrent reader, under ThreadSanitizer\nTSAN_OPTIONS="halt_on_error=1 exitcode=66 $$TSAN_OPTIONS" exec $(B)/replay-tsan/fuzz_slots --quiet corpus/fuzz_slots $$(ls -d crashes/fuzz_slots 2>/dev/null)\n' >$@ && chmod +x $@
+
 FUZZ_TESTS := \
+	$(FUZZ_TEST_DIR)/replay-tsan-fuzz_slots \
 	$(foreach t,$(FUZZ_TARGETS),$(FUZZ_TEST_DIR)/replay-$(t)) \
 	$(foreach t,$(FUZZ_CODEC_TARGETS),$(FUZZ_TEST_DIR)/trace-$(t)) \
 	$(FUZZ_TEST_DIR)/codec \
 	$(foreach t,$(FUZZ_TARGETS),$(FUZZ_TEST_DIR)/smoke-$(t))
 
 TESTS += $(FUZZ_TESTS)
-CHECK_DEPS += $(FUZZ_TESTS) \
+CHECK_DEPS += $(FUZZ_TESTS) $(B)/replay-tsan/fuzz_slots \
 	$(call FUZZ_BIN,replay-asan) $(call FUZZ_BIN,replay) $(call FUZZ_BIN,libfuzzer) \
 	$(foreach t,$(FUZZ_CODEC_TARGETS),$(B)/encode/$(t)) $(B)/kvmpt-trace

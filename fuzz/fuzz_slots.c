@@ -26,6 +26,9 @@
  * comment); build/kvmpt-trace runs it. A failure prints the trace so far and
  * the broken invariant, then aborts. */
 #include <errno.h>
+#ifdef FUZZ_SLOTS_READER
+#include <pthread.h>
+#endif
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -265,6 +268,11 @@ struct fz {
 	bool have_pt;
 	struct slots slots;
 	bool have_slots;
+#ifdef FUZZ_SLOTS_READER
+	pthread_t reader;
+	int reader_stop;
+	bool have_reader;
+#endif
 	uint64_t bound;
 	uint64_t layout_blocks;  /* fault blocks of the layout, MAX_BLOCKS+1 when more */
 	/* recorder */
@@ -877,8 +885,50 @@ int fuzz_init(void)
 	return 0;
 }
 
+#ifdef FUZZ_SLOTS_READER
+/* The replay-tsan build: a second thread asks "has this block a slot?" while
+ * the input creates slots, as another vCPU's fault handler does. One thread
+ * can never observe the order of stores that publish a slot; under
+ * ThreadSanitizer this one makes a publication-order bug in the lock-free
+ * index a reported race. */
+static void *reader_loop(void *arg)
+{
+	struct fz *f = arg;
+	const struct physmap *pm = &f->pm;
+	unsigned long hits = 0;
+	while (!__atomic_load_n(&f->reader_stop, __ATOMIC_ACQUIRE)) {
+		for (size_t i = 0; i < pm->count; i++) {
+			const struct phys_region *r = &pm->regions[i];
+			uint64_t n = 0;
+			for (uint64_t off = 0; off < r->len && n < 64; off += pm->cfg.block_size, n++)
+				hits += slots_has_slot(&f->slots, r->pa + off);
+		}
+	}
+	return (void *)hits;
+}
+
+static void reader_start(struct fz *f)
+{
+	if (pthread_create(&f->reader, NULL, reader_loop, f) == 0)
+		f->have_reader = true;
+}
+
+static void reader_stop(struct fz *f)
+{
+	if (!f->have_reader)
+		return;
+	__atomic_store_n(&f->reader_stop, 1, __ATOMIC_RELEASE);
+	pthread_join(f->reader, NULL);
+	f->have_reader = false;
+}
+#else
+static void reader_start(struct fz *f) { (void)f; }
+static void reader_stop(struct fz *f) { (void)f; }
+#endif
+
 static void teardown(struct fz *f)
 {
+	reader_stop(f);
 	if (f->have_slots)
 		slots_destroy(&f->slots);
 	if (f->have_pt) {
@@ -985,6 +1035,7 @@ int fuzz_one(const uint8_t *data, size_t size, FILE *trace)
 	if (rc)
 		fz_fail(f, "slots_init returned %d (pool of the bound: %llu pages)", rc, (unsigned long long)f->bound);
 	f->have_slots = true;
+	reader_start(f);
 	if (f->h.legacy) {
 		/* Every region's entries are there from the start. */
 		for (size_t i = 0; i < f->pm.count; i++) {
