@@ -16,6 +16,9 @@ struct cs_walk {
 	const struct slots *s;
 	char *buf;
 	size_t len;
+	struct phys_block last;  /* the last block that held, to skip lookups */
+	uint32_t last_allowed;
+	bool have_last;
 };
 
 static const char *cs_kind(enum region_kind k)
@@ -35,6 +38,13 @@ static int cs_leaf_part(struct cs_walk *w, uint64_t leaf_va, uint64_t va, uint64
 	struct phys_block b;
 	uint64_t want;
 
+	/* Leaves in a block already checked need only its translation and
+	 * permissions again (a block lies in one region: one linear mapping). */
+	if (w->have_last && va - w->last.va < w->last.len && pa == w->last.pa + (va - w->last.va) &&
+	    !(opts & CS_ACCESS & ~w->last_allowed)) {
+		*step = w->last.pa + w->last.len - pa;
+		return 0;
+	}
 	if (physmap_translate(s->pm, va, &want)) {
 		snprintf(w->buf, w->len, "slots: leaf va 0x%" PRIx64 " size 0x%" PRIx64 ": va 0x%" PRIx64
 			 " is in no physical region", leaf_va, size, va);
@@ -59,6 +69,9 @@ static int cs_leaf_part(struct cs_walk *w, uint64_t leaf_va, uint64_t va, uint64
 			 s->pm->regions[b.region].va, cs_kind(b.kind), pt_opts_str(allowed, may));
 		return 1;
 	}
+	w->last = b;
+	w->last_allowed = allowed;
+	w->have_last = true;
 	*step = b.pa + b.len - pa;
 	return 0;
 }
