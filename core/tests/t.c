@@ -26,6 +26,15 @@ bool t_eq(unsigned long long a, unsigned long long b, const char *file, int line
 	return t_check(a == b, file, line, expr, "0x%llx != 0x%llx", a, b);
 }
 
+unsigned long long t_rand(void)
+{
+	static unsigned long long state = 0x9e3779b97f4a7c15ull;
+	state ^= state << 13;
+	state ^= state >> 7;
+	state ^= state << 17;
+	return state;
+}
+
 void t_skip(const char *fmt, ...)
 {
 	va_list ap;

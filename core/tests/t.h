@@ -12,6 +12,9 @@ int t_exit(void);
 /* Prints "SKIP <reason>" and makes t_exit return 77. */
 void t_skip(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
+/* A deterministic xorshift64 stream: tests replay the same cases every run. */
+unsigned long long t_rand(void);
+
 #define T_CHECK(cond, ...) t_check(!!(cond), __FILE__, __LINE__, #cond, __VA_ARGS__)
 /* Equality of two integers, printing both; each is evaluated once. */
 bool t_eq(unsigned long long a, unsigned long long b, const char *file, int line, const char *expr);

@@ -21,14 +21,7 @@
 #define UPPER 0xffff800000000000ull
 #define MAX_UNITS 48
 
-static uint64_t rng = 0x9e3779b97f4a7c15ull;
-static uint64_t rnd(void)
-{
-	rng ^= rng << 13;
-	rng ^= rng >> 7;
-	rng ^= rng << 17;
-	return rng;
-}
+#define rnd() ((uint64_t)t_rand())
 
 static uint64_t pick_step(void)
 {

@@ -277,14 +277,7 @@ static void test_kinds_and_merge(void)
 
 /* Pseudo-random adversarial layouts: small misaligned regions of every
  * kind, adjacent or not, in random order. */
-static uint64_t rng = 0x9e3779b97f4a7c15ull;
-static uint64_t rnd(void)
-{
-	rng ^= rng << 13;
-	rng ^= rng >> 7;
-	rng ^= rng << 17;
-	return rng;
-}
+#define rnd() ((uint64_t)t_rand())
 
 static void shuffle(struct region *h, size_t n)
 {

@@ -252,14 +252,7 @@ static void test_pool_exhaustion(void)
 
 /* ---- random sequences against the shadow ---- */
 
-static uint64_t rng_state = 88172645463325252ull;
-static uint64_t rnd(void)
-{
-	rng_state ^= rng_state << 13;
-	rng_state ^= rng_state >> 7;
-	rng_state ^= rng_state << 17;
-	return rng_state;
-}
+#define rnd() ((uint64_t)t_rand())
 
 /* An address near an interesting boundary, in either half. */
 static uint64_t pick_va(void)
