@@ -154,14 +154,18 @@ void slots_destroy(struct slots *s)
 }
 
 /* mmio: entries and no slot, so the guest's access exits as KVM_EXIT_MMIO.
- * Caller holds the lock. */
-static int slots_map_mmio(struct slots *s, const struct phys_block *b)
+ * Says SLOTS_ALREADY when the entries are there (legacy: always). Caller
+ * holds the lock. */
+static int slots_map_mmio(struct slots *s, const struct phys_block *b, struct slots_result *r)
 {
 	struct pt_leaf leaf;
 	int err;
 
-	if ((s->flags & SLOTS_LEGACY) || pt_lookup(s->pt, b->va, &leaf) == 0)
+	if ((s->flags & SLOTS_LEGACY) || pt_lookup(s->pt, b->va, &leaf) == 0) {
+		r->outcome = SLOTS_ALREADY;
 		return 0;
+	}
+	r->outcome = SLOTS_MMIO;
 	err = pt_map(s->pt, b->va, b->len, b->pa, slots_opts(s, b->kind));
 	if (!err)
 		s->mmio_blocks++;
@@ -237,8 +241,7 @@ static int slots_map_block(struct slots *s, const struct phys_block *b, struct s
 	}
 	slots_lock(s, &old);
 	if (b->kind == REGION_MMIO) {
-		r->outcome = SLOTS_MMIO;
-		err = slots_map_mmio(s, b);
+		err = slots_map_mmio(s, b, r);
 	} else {
 		err = slots_create(s, b, r);
 	}
@@ -295,15 +298,18 @@ int slots_truncate(struct slots *s, uint32_t keep)
 	while (s->count > keep) {
 		uint32_t id = s->count - 1;
 		const struct slot *sl = &s->table[id];
+		/* Entries first, then the slot (the mirror of slots_create): a
+		 * failure leaves a slot without entries, never entries without
+		 * a slot, and nothing half-undone. */
+		if (!(s->flags & SLOTS_LEGACY)) {
+			int err = pt_unmap(s->pt, sl->va, sl->len);
+			if (err)
+				return err;
+		}
 		int err = s->set(s->ctx, id, sl->pa, 0, sl->va, sl->readonly);
 		if (err)
 			return err;
 		__atomic_store_n(&s->index[slots_cell(s, id)], 0, __ATOMIC_RELEASE);
-		if (!(s->flags & SLOTS_LEGACY)) {
-			err = pt_unmap(s->pt, sl->va, sl->len);
-			if (err)
-				return err;
-		}
 		__atomic_store_n(&s->count, id, __ATOMIC_RELEASE);
 	}
 	return 0;

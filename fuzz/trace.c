@@ -486,8 +486,12 @@ static int op_layout(struct trace *t, struct args *a)
 	}
 	uint64_t pages;
 	ret = physmap_bound(&t->pm, legacy, 4, t->huge_1g, &pages);
-	if (ret || pages > MAX_POOL_PAGES) {
-		print_error(t, "layout", ret ? ret : -E2BIG, "the pool the bound asks for is too large");
+	if (ret) {
+		print_error(t, "layout", ret, "cannot compute the pool bound of this layout");
+		return 0;
+	}
+	if (pages > MAX_POOL_PAGES) {
+		print_error(t, "layout", -E2BIG, "the pool the bound asks for is too large");
 		return 0;
 	}
 	if (make_tables(t, (uint32_t)pages))

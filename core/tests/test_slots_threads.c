@@ -72,10 +72,13 @@ static void fault_one(uint64_t *rng)
 	uint64_t va = pick_va(rng), pa;
 	int err = slots_fault(&env.slots, va, &r);
 
-	if (err || physmap_translate(&env.pm, va, &pa))
+	struct phys_block b;
+	if (err || physmap_translate(&env.pm, va, &pa) || physmap_fault_block(&env.pm, pa, &b))
 		__atomic_fetch_add(&errors, 1, __ATOMIC_RELAXED);
-	else if (r.outcome != SLOTS_MMIO && !slots_has_slot(&env.slots, pa))
+	else if (b.kind != REGION_MMIO && !slots_has_slot(&env.slots, pa))
 		__atomic_fetch_add(&errors, 1, __ATOMIC_RELAXED);   /* published before we returned */
+	else if (b.kind == REGION_MMIO && r.outcome != SLOTS_MMIO && r.outcome != SLOTS_ALREADY)
+		__atomic_fetch_add(&errors, 1, __ATOMIC_RELAXED);
 }
 
 static void on_signal(int sig)
