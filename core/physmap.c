@@ -512,7 +512,9 @@ static int pm_parse_line(struct pm_cursor *c, struct region *r)
 	size_t name_len = (size_t)(c->end - c->p);
 	r->va = start;
 	r->len = end - start;
-	r->kind = perms[0] == 'r' && perms[1] == '-' ? REGION_RO : REGION_NORMAL;
+	/* Not writable on the host, not writable in the guest (---p guard pages
+	 * and --xp code included): permissions never exceed the region's. */
+	r->kind = perms[1] == '-' ? REGION_RO : REGION_NORMAL;
 	/* [vsyscall] lives in the upper half on x86-64 and cannot be given to
 	 * KVM (get_user_pages fails on it); anything else at or above 2^47 is
 	 * outside the lower half the map covers. */

@@ -510,7 +510,7 @@ static void test_maps_odd(void)
 	T_EQ(h[1].len, 0x52000);
 	T_EQ(h[3].kind, REGION_NORMAL);
 	T_EQ(h[5].kind, REGION_NORMAL);         /* shared rw memfd */
-	T_EQ(h[6].kind, REGION_NORMAL);         /* ---p guard: host access faults anyway */
+	T_EQ(h[6].kind, REGION_RO);             /* ---p guard: never writable in the guest either */
 	T_EQ(h[8].kind, REGION_RO);
 	T_EQ(h[9].kind, REGION_RO);             /* r--s, tab in the name */
 	T_EQ(h[11].kind, REGION_RO);            /* [vvar] */
