@@ -370,18 +370,17 @@ static const struct pt_walk_ops clear_ops = {
 	.entry = set_entry, .leaf_run = set_leaf_run, .leave = settle_entry, .skip_holes = true
 };
 
-static int set_cost(struct set_walk *w, uint64_t len, uint32_t *pages)
+/* Table pages the operation takes at most (the counting pass). */
+static uint32_t set_cost(struct set_walk *w, uint64_t len)
 {
 	w->pages = 0;
 	pt_walk(w->pt, w->va, w->va + len, w->clear ? &clear_count_ops : &count_ops, w);
-	*pages = (uint32_t)(w->pages > UINT32_MAX ? UINT32_MAX : w->pages);
-	return 0;
+	return (uint32_t)(w->pages > UINT32_MAX ? UINT32_MAX : w->pages);
 }
 
 static int set_range(struct set_walk *w, uint64_t len)
 {
-	uint32_t need;
-	set_cost(w, len, &need);
+	uint32_t need = set_cost(w, len);
 	if (need > pool_free(w->pt->pool))
 		return -ENOMEM;
 	uint32_t before = w->pt->pool->used;
@@ -396,7 +395,8 @@ int pt_map_cost(const struct pt *pt, uint64_t va, uint64_t len, uint64_t pa, uin
 	if (pt_check_map(pt, va, len, pa, opts, NULL))
 		return -EINVAL;
 	struct set_walk w = { .pt = (struct pt *)pt, .va = pt_linear(pt, va), .pa = pa, .opts = opts };
-	return set_cost(&w, len, pages);
+	*pages = set_cost(&w, len);
+	return 0;
 }
 
 int pt_unmap_cost(const struct pt *pt, uint64_t va, uint64_t len, uint32_t *pages)
@@ -404,7 +404,8 @@ int pt_unmap_cost(const struct pt *pt, uint64_t va, uint64_t len, uint32_t *page
 	if (pt_check_range(pt, va, len, NULL))
 		return -EINVAL;
 	struct set_walk w = { .pt = (struct pt *)pt, .va = pt_linear(pt, va), .clear = true };
-	return set_cost(&w, len, pages);
+	*pages = set_cost(&w, len);
+	return 0;
 }
 
 int pt_map(struct pt *pt, uint64_t va, uint64_t len, uint64_t pa, uint32_t opts)
@@ -486,7 +487,7 @@ static int count_tables_entry(void *priv, uint64_t *pte, int level, uint64_t add
 	if (!pte_is_table(*pte, level))
 		return 0;
 	tables[level - 1]++;
-	return PT_WALK_DESCEND;
+	return level > PT_LEVEL_2M ? PT_WALK_DESCEND : 0; /* a page table holds only leaves */
 }
 
 void pt_count_tables(const struct pt *pt, uint64_t tables[PT_MAX_LEVELS])

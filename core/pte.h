@@ -8,10 +8,11 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "pt.h" /* PT_MAX_LEVELS */
+
 #define PT_PAGE_SHIFT 12
 #define PT_PAGE_SIZE  (1ull << PT_PAGE_SHIFT)
 #define PT_ENTRIES    512
-#define PT_MAX_LEVELS 5
 
 enum { PT_LEVEL_4K = 0, PT_LEVEL_2M = 1, PT_LEVEL_1G = 2, PT_LEVEL_512G = 3 };
 
