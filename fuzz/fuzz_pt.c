@@ -1199,3 +1199,138 @@ full:
 	snprintf(err, errlen, "line %u: output full", lineno);
 	return -1;
 }
+
+/* ---- structure for the structure-aware mutator (fuzz/mutator.c) ---- */
+
+enum { ENC_ADDR = 1, ENC_LEN, ENC_PA, ENC_OPTS };
+
+/* The operand read between cursors a and b (nothing when the input had run
+ * out: there is no byte to rewrite). */
+static void add_field(struct fuzz_item *it, const uint8_t *data, const struct fuzz_in *a, const struct fuzz_in *b,
+		      uint8_t cls, uint8_t enc, uint64_t value)
+{
+	if (it->nfield == FUZZ_MAX_FIELDS || b->p == a->p)
+		return;
+	it->f[it->nfield++] = (struct fuzz_field){ .off = (uint32_t)(a->p - data), .len = (uint32_t)(b->p - a->p),
+						   .cls = cls, .enc = enc, .flipmask = cls == FUZZ_F_BITS ? 0x7f : 0,
+						   .value = value };
+}
+
+/* The operands of the operation at in, as dec_op reads them. */
+static void describe_op(struct fuzz_item *it, const uint8_t *data, struct fuzz_in in, struct dstate ds)
+{
+	struct fuzz_in a;
+	uint64_t va, len, pa;
+	uint8_t b;
+	switch (fuzz_u8(&in) % OP_COUNT) {
+	case OP_MAP:
+	case OP_UNMAP:
+	case OP_EMPTY:
+	case OP_LOOKUP: {
+		int kind = (int)(data[it->off] % OP_COUNT);
+		a = in;
+		va = dec_addr(&in, &ds);
+		add_field(it, data, &a, &in, FUZZ_F_VALUE, ENC_ADDR, va);
+		if (kind == OP_LOOKUP)
+			break;
+		a = in;
+		len = dec_len(&in, &ds, va);
+		add_field(it, data, &a, &in, FUZZ_F_VALUE, ENC_LEN, len);
+		if (kind != OP_MAP)
+			break;
+		a = in;
+		pa = dec_pa(&in, &ds, va);
+		add_field(it, data, &a, &in, FUZZ_F_VALUE, ENC_PA, pa);
+		a = in;
+		b = fuzz_u8(&in);
+		add_field(it, data, &a, &in, FUZZ_F_BITS, ENC_OPTS, dec_opts(b));
+		break;
+	}
+	case OP_MAP_NEXT:
+		va = ds.va + ds.len;
+		a = in;
+		len = dec_len(&in, &ds, va);
+		add_field(it, data, &a, &in, FUZZ_F_VALUE, ENC_LEN, len);
+		a = in;
+		b = fuzz_u8(&in);
+		add_field(it, data, &a, &in, FUZZ_F_BITS, ENC_OPTS, b ? dec_opts(b) : ds.opts);
+		break;
+	case OP_MAP_FILL:
+		fuzz_u8(&in);
+		a = in;
+		b = fuzz_u8(&in);
+		add_field(it, data, &a, &in, FUZZ_F_BITS, ENC_OPTS, b ? dec_opts(b) : ds.opts);
+		break;
+	case OP_REMAP:
+		a = in;
+		pa = dec_pa(&in, &ds, ds.va);
+		add_field(it, data, &a, &in, FUZZ_F_VALUE, ENC_PA, pa);
+		a = in;
+		b = fuzz_u8(&in);
+		add_field(it, data, &a, &in, FUZZ_F_BITS, ENC_OPTS, dec_opts(b));
+		break;
+	default:
+		break;
+	}
+	/* Fields must lie inside the span dec_op read (a decoder change that
+	 * this mirror missed drops them rather than corrupting inputs). */
+	for (unsigned k = 0; k < it->nfield; k++)
+		if (it->f[k].off + it->f[k].len > it->off + it->len) {
+			it->nfield = 0;
+			break;
+		}
+}
+
+void fuzz_describe(const uint8_t *data, size_t size, struct fuzz_shape *s)
+{
+	struct fuzz_in in = { data, size };
+	struct header h;
+	struct dstate ds = { 0 };
+	struct op op;
+	s->nitem = 0;
+	s->nhdr = 0;
+	s->list_start[0] = s->list_start[1] = 2;
+	s->count_off[0] = s->count_off[1] = -1;
+	s->count_max[0] = MAX_OPS;
+	s->count_max[1] = 0;
+	if (size)  /* flags: 1 GiB leaves off, pool PA base */
+		s->hdr[s->nhdr++] = (struct fuzz_field){ .off = 0, .len = 1, .cls = FUZZ_F_BITS, .flipmask = 0x07 };
+	dec_header(&in, &h);
+	for (unsigned n = 0; in.left && n < MAX_OPS && s->nitem < FUZZ_MAX_ITEMS; n++) {
+		struct fuzz_in a = in;
+		struct dstate dsa = ds;
+		dec_op(&in, &ds, &op);
+		struct fuzz_item *it = &s->item[s->nitem++];
+		*it = (struct fuzz_item){ .off = (uint32_t)(a.p - data), .len = (uint32_t)(in.p - a.p), .list = 0 };
+		describe_op(it, data, a, dsa);
+	}
+}
+
+size_t fuzz_field_encode(const struct fuzz_field *f, const uint8_t *old, uint64_t value, uint8_t out[16])
+{
+	(void)old;
+	uint8_t sel;
+	switch (f->enc) {
+	case ENC_ADDR:
+		sel = 0xc0;  /* mode 3: raw u64 */
+		break;
+	case ENC_LEN:
+		sel = 0x08;  /* mode 2 */
+		break;
+	case ENC_PA:
+		sel = 0x02;  /* mode 2 */
+		break;
+	case ENC_OPTS:
+		/* raw option bits: 0x80 | opts (opts 0 cannot be said) */
+		if (!(value & 0x7f) || (value & ~0x7full))
+			return 0;
+		out[0] = (uint8_t)(0x80 | value);
+		return 1;
+	default:
+		return 0;
+	}
+	out[0] = sel;
+	for (int i = 0; i < 8; i++)
+		out[1 + i] = (uint8_t)(value >> (8 * i));
+	return 9;
+}

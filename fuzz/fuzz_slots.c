@@ -122,8 +122,9 @@ static void dec_header(struct fuzz_in *in, struct header *h)
 		case 0: /* adjacent */
 			va = cursor;
 			break;
-		case 1: /* a gap of pages and units */
-			va = cursor + fuzz_u8(in) * PAGE + (fuzz_u8(in) % 4) * unit;
+		case 1: /* a gap of pages and units (read in that order) */
+			va = cursor + fuzz_u8(in) * PAGE;
+			va += (fuzz_u8(in) % 4) * unit;
 			break;
 		case 2: /* overlapping the previous one by mistake */
 			va = cursor - (1 + fuzz_u8(in)) * PAGE;
@@ -168,7 +169,8 @@ static void dec_op(struct fuzz_in *in, const struct header *h, uint64_t *last_va
 	case OP_FAULT_NEAR: { /* next to the previous fault, across block-ish edges */
 		uint8_t s = fuzz_u8(in);
 		uint64_t unit = UNITS[s & 3];
-		op->va = ((*last_va & ~(unit - 1)) + sx8(fuzz_u8(in)) * unit + sx8(fuzz_u8(in)) * PAGE);
+		op->va = (*last_va & ~(unit - 1)) + sx8(fuzz_u8(in)) * unit;
+		op->va += sx8(fuzz_u8(in)) * PAGE; /* units first, then pages: sequenced */
 		break;
 	}
 	case OP_MAPPHYS: { /* PA from a region's PA base: see run_mapphys */
@@ -1267,4 +1269,107 @@ bad:
 full:
 	snprintf(err, errlen, "line %u: output full", lineno);
 	return -1;
+}
+
+/* ---- structure for the structure-aware mutator (fuzz/mutator.c) ---- */
+
+enum { ENC_REGION_VA = 1, ENC_FAULT };
+
+#define HDR_BYTES 7
+
+/* Region records as dec_header reads them: spans and the placement field
+ * (sel + its operands) with the VA it decoded to. cursor as dec_header's. */
+static void describe_regions(const uint8_t *data, size_t size, struct fuzz_shape *s, size_t want, uint64_t cursor)
+{
+	struct fuzz_in in = { data + HDR_BYTES, size > HDR_BYTES ? size - HDR_BYTES : 0 };
+	for (size_t i = 0; i < want && in.left && s->nitem < FUZZ_MAX_ITEMS; i++) {
+		struct fuzz_in a = in;
+		uint8_t sel = fuzz_u8(&in);
+		uint64_t unit = UNITS[(sel >> 4) & 3], va;
+		switch ((sel >> 2) & 3) {
+		case 0:
+			va = cursor;
+			break;
+		case 1:
+			va = cursor + fuzz_u8(&in) * PAGE;
+			va += (fuzz_u8(&in) % 4) * unit;
+			break;
+		case 2:
+			va = cursor - (1 + fuzz_u8(&in)) * PAGE;
+			break;
+		default:
+			va = fuzz_u64(&in) & ~(PAGE - 1);
+			break;
+		}
+		struct fuzz_in p = in;
+		uint8_t cnt = fuzz_u8(&in);
+		uint64_t len = (cnt >= 0xc0 ? VA_END - va : (cnt % 64) * unit) + sx8(fuzz_u8(&in)) * PAGE;
+		if (len == 0 || len > (1ull << 62))
+			len = PAGE;
+		struct fuzz_item *it = &s->item[s->nitem++];
+		uint32_t off = (uint32_t)(a.p - data);
+		*it = (struct fuzz_item){ .off = off, .len = (uint32_t)(in.p - a.p), .list = 1, .nfield = 2 };
+		it->f[0] = (struct fuzz_field){ .off = off, .len = (uint32_t)(p.p - a.p), .cls = FUZZ_F_VALUE,
+						.enc = ENC_REGION_VA, .value = va };
+		it->f[1] = (struct fuzz_field){ .off = off, .len = 1, .cls = FUZZ_F_BITS, .flipmask = 0x03 };
+		if ((sel >> 6) == 3)
+			va += 0x800;
+		cursor = va + len;
+	}
+}
+
+void fuzz_describe(const uint8_t *data, size_t size, struct fuzz_shape *s)
+{
+	struct fuzz_in in = { data, size };
+	struct header *h = malloc(sizeof(*h));
+	if (!h)
+		abort();
+	s->nitem = 0;
+	s->nhdr = 0;
+	s->count_off[0] = -1;
+	s->count_off[1] = 6;  /* nregions */
+	s->count_max[0] = MAX_OPS;
+	s->count_max[1] = MAX_HOST;
+	s->list_start[1] = HDR_BYTES;
+	if (size)  /* flags: legacy, user, exec, 1 GiB leaves off */
+		s->hdr[s->nhdr++] = (struct fuzz_field){ .off = 0, .len = 1, .cls = FUZZ_F_BITS, .flipmask = 0x0f };
+	dec_header(&in, h);
+	s->list_start[0] = (uint32_t)(in.p - data) > HDR_BYTES ? (uint32_t)(in.p - data) : HDR_BYTES;
+	if (size >= HDR_BYTES) {
+		uint8_t win = data[5];
+		describe_regions(data, size, s, data[6] % (MAX_HOST + 1), WIN_BASE[(win >> 2) & 7]);
+	}
+	uint64_t last_va = 0;
+	struct op op;
+	for (unsigned n = 0; in.left && n < MAX_OPS && s->nitem < FUZZ_MAX_ITEMS; n++) {
+		struct fuzz_in a = in;
+		dec_op(&in, h, &last_va, &op);
+		struct fuzz_item *it = &s->item[s->nitem++];
+		uint32_t off = (uint32_t)(a.p - data), len = (uint32_t)(in.p - a.p);
+		*it = (struct fuzz_item){ .off = off, .len = len, .list = 0 };
+		if (op.kind == OP_FAULT_IN || op.kind == OP_FAULT_VA || op.kind == OP_FAULT_NEAR) {
+			it->f[0] = (struct fuzz_field){ .off = off, .len = len, .cls = FUZZ_F_VALUE, .enc = ENC_FAULT,
+							.value = op.va };
+			it->nfield = 1;
+		}
+	}
+	free(h);
+}
+
+size_t fuzz_field_encode(const struct fuzz_field *f, const uint8_t *old, uint64_t value, uint8_t out[16])
+{
+	switch (f->enc) {
+	case ENC_REGION_VA:  /* placement 3: raw VA, the rest of sel kept */
+		out[0] = (uint8_t)((old[0] & ~0x0cu) | 0x0cu);
+		for (int i = 0; i < 8; i++)
+			out[1 + i] = (uint8_t)(value >> (8 * i));
+		return 9;
+	case ENC_FAULT:      /* the whole operation: a fault at a raw VA */
+		out[0] = OP_FAULT_VA;
+		for (int i = 0; i < 8; i++)
+			out[1 + i] = (uint8_t)(value >> (8 * i));
+		return 9;
+	default:
+		return 0;
+	}
 }
