@@ -162,9 +162,9 @@ fuzz-build: fuzz-build-libfuzzer fuzz-build-afl fuzz-build-replay
 
 # Seeds: corpus/<target>/<name> from corpus/src/<target>/<name>.trace.
 FUZZ_SEED_SRCS := $(foreach t,$(FUZZ_CODEC_TARGETS),$(wildcard corpus/src/$(t)/*.trace))
-FUZZ_SEEDS := $(foreach s,$(FUZZ_SEED_SRCS),$(patsubst corpus/src/%.trace,corpus/%,$(s)))
+FUZZ_SEED_FILES := $(foreach s,$(FUZZ_SEED_SRCS),$(patsubst corpus/src/%.trace,corpus/%,$(s)))
 
-corpus: $(FUZZ_SEEDS)
+corpus: $(FUZZ_SEED_FILES)
 	@for t in $(FUZZ_CODEC_TARGETS); do \
 		for s in corpus/$$t/*; do \
 			[ -f "$$s" ] || continue; \
