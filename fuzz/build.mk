@@ -187,3 +187,8 @@ TESTS += $(FUZZ_TESTS)
 CHECK_DEPS += $(FUZZ_TESTS) $(B)/replay-tsan/fuzz_slots \
 	$(call FUZZ_BIN,replay-asan) $(call FUZZ_BIN,replay) $(call FUZZ_BIN,libfuzzer) \
 	$(foreach t,$(FUZZ_CODEC_TARGETS),$(B)/encode/$(t)) $(B)/kvmpt-trace
+
+# kvmpt-trace's reader against hostile input (directories, /dev/zero, long
+# lines, NUL bytes), release and ASan+UBSan, under memory and time limits.
+TESTS += fuzz/tests/trace-input.sh
+CHECK_DEPS += $(B)/release/kvmpt-trace $(B)/asubsan/kvmpt-trace

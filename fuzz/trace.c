@@ -42,6 +42,7 @@ struct trace {
 	struct slots slots;
 	uint64_t bound;
 	int inject;            /* the next slot callback fails with this (-errno) */
+	FILE *err;             /* where mismatches are reported */
 };
 
 /* ---- engine state ---- */
@@ -81,6 +82,7 @@ struct trace *trace_new(FILE *out)
 	if (!t)
 		return NULL;
 	t->out = out;
+	t->err = stderr;
 	t->huge_1g = true;
 	if (shadow_init(&t->shadow, SHADOW_RANGES)) {
 		free(t);
@@ -244,11 +246,11 @@ static int mismatch(struct trace *t, const char *fmt, ...)
 {
 	va_list ap;
 	fflush(t->out);
-	fprintf(stderr, "kvmpt-trace: FAIL: ");
+	fprintf(t->err, "kvmpt-trace: FAIL: ");
 	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
+	vfprintf(t->err, fmt, ap);
 	va_end(ap);
-	fputc('\n', stderr);
+	fputc('\n', t->err);
 	return 1;
 }
 
@@ -639,7 +641,7 @@ static const struct {
 
 int trace_line(struct trace *t, const char *line, char *err, size_t err_len)
 {
-	char buf[512];
+	char buf[TRACE_LINE_MAX + 1];
 	struct args a = { .err = err, .err_len = err_len };
 	size_t n = strcspn(line, "#\n");
 	if (n >= sizeof(buf))
@@ -658,4 +660,62 @@ int trace_line(struct trace *t, const char *line, char *err, size_t err_len)
 		if (!strcmp(a.v[0], ops[i].name))
 			return ops[i].run(t, &a);
 	return bad(&a, "unknown operation '%s'", a.v[0]);
+}
+
+/* Reads one line of at most TRACE_LINE_MAX characters (without the newline)
+ * into buf, in constant memory. 1 a line, 0 end of input, -1 a read error
+ * (errno set), -2 the line is too long, -3 the line holds a NUL byte. A bad
+ * line is not read to its end: the trace stops there anyway. */
+static int read_line(FILE *in, char buf[TRACE_LINE_MAX + 1])
+{
+	size_t n = 0;
+	int c;
+	while ((c = getc_unlocked(in)) != EOF && c != '\n') {
+		if (c == 0)
+			return -3;
+		if (n == TRACE_LINE_MAX)
+			return -2;
+		buf[n++] = (char)c;
+	}
+	buf[n] = 0;
+	if (c == EOF && ferror(in))
+		return -1;
+	return c == EOF && n == 0 ? 0 : 1;
+}
+
+int trace_run(struct trace *t, FILE *in, const char *name, FILE *err)
+{
+	char line[TRACE_LINE_MAX + 1];
+	unsigned long lineno = 0;
+	int status = 0;
+	t->err = err;
+	for (;;) {
+		char msg[256];
+		errno = 0;
+		int r = read_line(in, line);
+		if (r == 0)
+			break;
+		lineno++;
+		if (r == -1) {
+			int e = errno ? errno : EIO;
+			fflush(t->out);
+			fprintf(err, "kvmpt-trace: %s: %s (reading line %lu)\n", name, strerror(e), lineno);
+			return 2;
+		}
+		if (r == -2)
+			snprintf(msg, sizeof(msg), "line longer than %d characters", TRACE_LINE_MAX);
+		else if (r == -3)
+			snprintf(msg, sizeof(msg), "NUL byte in the line");
+		else
+			r = trace_line(t, line, msg, sizeof(msg));
+		if (r == 1)
+			status = 1;
+		if (r < 0 || r == 2) {
+			fflush(t->out);
+			fprintf(err, "kvmpt-trace: %s:%lu: %s\n", name, lineno, msg);
+			return 2;
+		}
+	}
+	fflush(t->out);
+	return status;
 }
