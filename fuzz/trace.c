@@ -23,7 +23,7 @@
 #define MAX_POOL_PAGES     (1u << 24)
 #define MAX_REGIONS        4096
 #define DEFAULT_SLOTS      32764u  /* KVM_CAP_NR_MEMSLOTS here */
-#define SHADOW_RANGES      65536
+#define SHADOW_RANGES      1024    /* to start with: the shadow grows */
 #define MAX_ARGS           8
 
 struct trace {
@@ -284,8 +284,8 @@ static int op_map(struct trace *t, struct args *a)
 	uint32_t free_before = pool_free(&t->pool);
 	int ret = pt_map(&t->pt, va, len, pa, opts);
 	int shadow_ret = ret == -ENOMEM ? ret : shadow_map(&t->shadow, va, len, pa, opts);
-	if (shadow_ret == -ENOSPC)
-		return bad(a, "shadow is full");
+	if (shadow_ret == -ENOMEM && ret != -ENOMEM)
+		return bad(a, "out of memory for the shadow");
 	if (ret == -ENOMEM) {
 		char msg[96];
 		snprintf(msg, sizeof(msg), "pool has %u free pages, map needs %u", free_before, need);
@@ -313,8 +313,8 @@ static int op_unmap(struct trace *t, struct args *a)
 	uint32_t free_before = pool_free(&t->pool);
 	int ret = pt_unmap(&t->pt, va, len);
 	int shadow_ret = ret == -ENOMEM ? ret : shadow_unmap(&t->shadow, va, len);
-	if (shadow_ret == -ENOSPC)
-		return bad(a, "shadow is full");
+	if (shadow_ret == -ENOMEM && ret != -ENOMEM)
+		return bad(a, "out of memory for the shadow");
 	if (ret == -ENOMEM) {
 		char msg[96];
 		snprintf(msg, sizeof(msg), "pool has %u free pages, unmap needs %u to split", free_before, need);
@@ -387,6 +387,28 @@ static int op_empty(struct trace *t, struct args *a)
 	return 0;
 }
 
+/* A check over more than this many tables says on stderr how far it is. */
+#define CHECK_PROGRESS_TABLES 100000u
+
+struct check_progress {
+	struct trace *t;
+	unsigned shown;   /* tenths printed */
+};
+
+static void check_progress(void *ctx, uint64_t done, uint64_t total)
+{
+	struct check_progress *p = ctx;
+	unsigned tenth = total ? (unsigned)(done >= total ? 10 : done / (total / 10 ? total / 10 : 1)) : 10;
+	if (tenth > 10)
+		tenth = 10;
+	if (tenth <= p->shown)
+		return;
+	p->shown = tenth;
+	fprintf(p->t->err, "kvmpt-trace: check: rebuild compared %u%% (0x%" PRIx64 " of 0x%" PRIx64 " bytes)\n",
+		tenth * 10, done < total ? done : total, total);
+	fflush(p->t->err);
+}
+
 static int op_check(struct trace *t, struct args *a)
 {
 	int r = want_args(a, "check", 0, 0, "no arguments");
@@ -396,10 +418,20 @@ static int op_check(struct trace *t, struct args *a)
 		return bad(a, "cannot allocate the default pool");
 	char buf[512];
 	const char *fail;
+	bool loud = t->pool.used > CHECK_PROGRESS_TABLES;
+	struct check_progress progress = { .t = t };
+	if (loud) {
+		fflush(t->out);
+		fprintf(t->err, "kvmpt-trace: check: %u tables: structure and translation...\n", t->pool.used);
+		fflush(t->err);
+	}
 	if (t->laid_out)
 		fail = check_slots(&t->slots, buf, sizeof(buf));
 	else if (!(fail = check_tables(&t->pt, &t->shadow, 0, buf, sizeof(buf))))
-		fail = check_rebuild(&t->pt, &t->shadow, buf, sizeof(buf));
+		fail = check_rebuild_progress(&t->pt, &t->shadow, buf, sizeof(buf), loud ? check_progress : NULL,
+					      &progress);
+	if (loud)
+		fprintf(t->err, "kvmpt-trace: check: done\n");
 	if (fail) {
 		fprintf(t->out, "check FAIL: %s\n", fail);
 		return 1;
