@@ -190,5 +190,7 @@ CHECK_DEPS += $(FUZZ_TESTS) $(B)/replay-tsan/fuzz_slots \
 
 # kvmpt-trace's reader against hostile input (directories, /dev/zero, long
 # lines, NUL bytes), release and ASan+UBSan, under memory and time limits.
-TESTS += fuzz/tests/trace-input.sh
+# Valid traces scale: 65,537 and 1M single-page maps, the 64 GiB pool, a
+# 512 GiB map of 4 KiB pages checked with progress, in bounded memory.
+TESTS += fuzz/tests/trace-input.sh fuzz/tests/trace-scale.sh
 CHECK_DEPS += $(B)/release/kvmpt-trace $(B)/asubsan/kvmpt-trace
