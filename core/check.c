@@ -309,16 +309,18 @@ const char *check_range(const struct pt *pt, const struct shadow *sh, uint64_t v
 /* ---- the canonical-form oracle ----
  *
  * The tables must equal those pt_map builds from scratch from the shadow. To
- * stay in bounded memory the rebuild goes one 1 GiB chunk (one entry of a
- * PDPT) at a time: the canonical form inside a chunk depends only on what is
- * mapped inside it, so the chunk is rebuilt alone in a small fresh pool,
- * compared leaf by leaf both ways and table by table (PDs and PTs), then
- * unmapped again. Tables above chunk level are counted: one per aligned
- * region that holds a mapping, and the root. Chunks the shadow leaves empty
- * must be empty in the tables too. */
+ * stay in bounded memory the rebuild goes by windows of whole 1 GiB chunks
+ * (a chunk is one entry of a PDPT): the canonical form inside a chunk
+ * depends only on what is mapped inside it, so a window is rebuilt alone in
+ * a small fresh pool (as many chunks as it holds), compared leaf by leaf both
+ * ways and table by table (PDs and PTs), then unmapped again. Tables above
+ * chunk level are counted: one per aligned region that holds a mapping (no
+ * leaf is that large), and the root. Chunks the shadow leaves empty must be
+ * empty in the tables too. */
 
 #define REBUILD_LEVEL PT_LEVEL_1G          /* chunk = one entry at this level */
-#define REBUILD_POOL  (PT_ENTRIES + 2 * PT_MAX_LEVELS + 64)
+#define REBUILD_CHUNK_PAGES (PT_ENTRIES + 2 * PT_MAX_LEVELS + 8)  /* one chunk needs at most */
+#define REBUILD_POOL  4096   /* 16 MiB reserved, touched as needed: several chunks a window */
 
 struct rebuild_walk {
 	const struct pt *self, *other;
@@ -463,24 +465,39 @@ const char *check_rebuild_progress(const struct pt *pt, const struct shadow *sh,
 		total = pt_linear(pt, last->va) + last->len - first;
 	}
 	while (have) {
-		uint64_t c0 = run.lin & ~(chunk - 1), c1 = c0 + chunk;
-		/* Rebuild the chunk: every run's part inside it. */
-		while (have && run.lin < c1) {
-			uint64_t end = run.lin + run.len, stop = end < c1 ? end : c1;
-			int ret = pt_map(&fresh, pt_canonical(pt, run.lin), stop - run.lin, run.pa, run.opts);
-			if (ret) {
-				snprintf(buf, len, "canonical: rebuild map of va 0x%llx len 0x%llx failed (%d)",
-					 (unsigned long long)pt_canonical(pt, run.lin), (unsigned long long)(stop - run.lin), ret);
-				goto out;
+		/* Rebuild a window of whole chunks: every run's part inside it,
+		 * adding chunks while the pool has room for one more. */
+		uint64_t c0 = run.lin & ~(chunk - 1), c1;
+		do {
+			c1 = (run.lin & ~(chunk - 1)) + chunk;
+			while (have && run.lin < c1) {
+				uint64_t end = run.lin + run.len, stop = end < c1 ? end : c1;
+				int ret = pt_map(&fresh, pt_canonical(pt, run.lin), stop - run.lin, run.pa, run.opts);
+				if (ret) {
+					snprintf(buf, len, "canonical: rebuild map of va 0x%llx len 0x%llx failed (%d)",
+						 (unsigned long long)pt_canonical(pt, run.lin),
+						 (unsigned long long)(stop - run.lin), ret);
+					goto out;
+				}
+				/* Above chunk level: one table per aligned region mapped. */
+				for (int l = REBUILD_LEVEL; l < pt->levels - 1; l++) {
+					uint64_t size = pt_level_size(l + 1), a = run.lin / size, b = (stop - 1) / size;
+					if (region[l] != UINT64_MAX && a <= region[l])
+						a = region[l] + 1;
+					if (b != UINT64_MAX && b >= a) {
+						want[l] += b - a + 1;
+						region[l] = b;
+					}
+				}
+				if (stop < end) {
+					run.pa += stop - run.lin;
+					run.len = end - stop;
+					run.lin = stop;
+					break;
+				}
+				have = rebuild_next_run(&run);
 			}
-			if (stop < end) {
-				run.pa += stop - run.lin;
-				run.len = end - stop;
-				run.lin = stop;
-				break;
-			}
-			have = rebuild_next_run(&run);
-		}
+		} while (have && pool_free(&pool) >= REBUILD_CHUNK_PAGES);
 		/* Compare both ways, leaves and tables below chunk level. */
 		struct rebuild_walk mine = { .self = pt, .other = &fresh, .buf = buf, .len = len };
 		struct rebuild_walk theirs = { .self = &fresh, .other = pt, .buf = buf, .len = len };
@@ -488,22 +505,20 @@ const char *check_rebuild_progress(const struct pt *pt, const struct shadow *sh,
 			goto out;
 		for (int l = 0; l < REBUILD_LEVEL; l++) {
 			if (mine.tables[l] != theirs.tables[l]) {
-				snprintf(buf, len, "canonical: %llu tables at level %d under va 0x%llx, rebuilt from the shadow: %llu",
+				snprintf(buf, len, "canonical: %llu tables at level %d in va 0x%llx-0x%llx, rebuilt from the shadow: %llu",
 					 (unsigned long long)mine.tables[l], l, (unsigned long long)pt_canonical(pt, c0),
-					 (unsigned long long)theirs.tables[l]);
+					 (unsigned long long)pt_canonical(pt, c1 - 1) + 1, (unsigned long long)theirs.tables[l]);
 				goto out;
 			}
 			want[l] += theirs.tables[l];
 		}
-		/* One table per level above, per aligned region that maps something. */
-		for (int l = REBUILD_LEVEL; l < pt->levels - 1; l++) {
-			uint64_t id = c0 / pt_level_size(l + 1);
-			if (id != region[l]) {
-				region[l] = id;
-				want[l]++;
-			}
-		}
-		int ret = pt_unmap(&fresh, pt_canonical(pt, c0), chunk);
+		/* Empty the fresh tables again (by canonical half: unmap takes one). */
+		uint64_t half = pt_level_size(pt->levels) / 2;
+		int ret = 0;
+		if (c0 < half)
+			ret = pt_unmap(&fresh, pt_canonical(pt, c0), (c1 < half ? c1 : half) - c0);
+		if (!ret && c1 > half)
+			ret = pt_unmap(&fresh, pt_canonical(pt, c0 > half ? c0 : half), c1 - (c0 > half ? c0 : half));
 		if (ret) {
 			snprintf(buf, len, "canonical: rebuild unmap of va 0x%llx failed (%d)",
 				 (unsigned long long)pt_canonical(pt, c0), ret);

@@ -212,6 +212,25 @@ static void test_rebuild(void)
 	T_EQ(pt_map(&e.pt, 2 * G1, M2, M2, PT_R), 0);
 	expect_rebuild(&e, NULL, "a run across two chunks");
 	env_close(&e);
+
+	/* A window across the two canonical halves, and many 1 GiB leaves. */
+	env_open(&e);
+	uint64_t low = 0x800000000000ull - 3 * G1;
+	T_EQ(pt_map(&e.pt, low, 3 * G1, 0, PT_R), 0);
+	T_EQ(shadow_map(&e.sh, low, 3 * G1, 0, PT_R), 0);
+	T_EQ(pt_map(&e.pt, UPPER, 2 * G1 + K4, G1, PT_R), 0);
+	T_EQ(shadow_map(&e.sh, UPPER, 2 * G1 + K4, G1, PT_R), 0);
+	T_EQ(pt_map(&e.pt, 64 * G1, 1024 * G1, 0, PT_R | PT_W), 0);
+	T_EQ(shadow_map(&e.sh, 64 * G1, 1024 * G1, 0, PT_R | PT_W), 0);
+	expect_rebuild(&e, NULL, "across the halves");
+	T_EQ(pt_unmap(&e.pt, UPPER + G1, K4), 0);
+	expect_rebuild(&e, "leaf va 0xffff800040001000 size 0x1000", "missing page in the upper half");
+	T_EQ(shadow_unmap(&e.sh, UPPER + G1, K4), 0);
+	expect_rebuild(&e, NULL, "both unmapped");
+	uint64_t *pdpte = &pt_child(&e.pt, e.pt.root[pt_index(0, 3)])[pt_index(100 * G1, 2)];
+	*pdpte = 0;
+	expect_rebuild(&e, "leaf va 0x1900000000 size 0x40000000", "a 1 GiB leaf gone");
+	env_close(&e);
 }
 
 int main(void)
