@@ -14,6 +14,9 @@
 # FUZZ_EXTRA_SRCS_<target> (.c or .S, compiled per variant) and libraries in
 # FUZZ_LDLIBS_<target>, set before this file is included.
 
+# fuzz_trace runs the text-trace interpreter itself.
+FUZZ_EXTRA_SRCS_fuzz_trace := fuzz/trace.c
+
 FUZZ_SRCS    := $(sort $(wildcard fuzz/fuzz_*.c))
 FUZZ_TARGETS := $(patsubst fuzz/%.c,%,$(FUZZ_SRCS))
 # Targets with an encoder, seed traces and a kvmpt-trace round trip.

@@ -43,6 +43,7 @@ struct trace {
 	uint64_t bound;
 	int inject;            /* the next slot callback fails with this (-errno) */
 	FILE *err;             /* where mismatches are reported */
+	uint32_t max_pool;     /* largest pool a trace may ask for, in pages */
 };
 
 /* ---- engine state ---- */
@@ -83,12 +84,18 @@ struct trace *trace_new(FILE *out)
 		return NULL;
 	t->out = out;
 	t->err = stderr;
+	t->max_pool = MAX_POOL_PAGES;
 	t->huge_1g = true;
 	if (shadow_init(&t->shadow, SHADOW_RANGES)) {
 		free(t);
 		return NULL;
 	}
 	return t;
+}
+
+void trace_set_max_pool(struct trace *t, uint32_t pages)
+{
+	t->max_pool = pages < 1 ? 1 : pages > MAX_POOL_PAGES ? MAX_POOL_PAGES : pages;
 }
 
 void trace_free(struct trace *t)
@@ -220,8 +227,8 @@ static int op_pool(struct trace *t, struct args *a)
 	int r = want_args(a, "pool", 1, 2, "PAGES [1g=off]");
 	if (r || (r = num(a, 1, "PAGES", &pages)))
 		return r;
-	if (pages < 1 || pages > MAX_POOL_PAGES)
-		return bad(a, "pool PAGES must be 1..%u (the root needs one)", MAX_POOL_PAGES);
+	if (pages < 1 || pages > t->max_pool)
+		return bad(a, "pool PAGES must be 1..%u (the root needs one)", t->max_pool);
 	bool huge = true;
 	if (a->n == 3) {
 		if (strcmp(a->v[2], "1g=off") && strcmp(a->v[2], "1g=on"))
@@ -524,7 +531,7 @@ static int op_layout(struct trace *t, struct args *a)
 		print_error(t, "layout", ret, "cannot compute the pool bound of this layout");
 		return 0;
 	}
-	if (pages > MAX_POOL_PAGES) {
+	if (pages > t->max_pool) {
 		print_error(t, "layout", -E2BIG, "the pool the bound asks for is too large");
 		return 0;
 	}

@@ -5,6 +5,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
 
 struct trace;
@@ -12,6 +13,10 @@ struct trace;
 /* A fresh interpreter writing results to out. NULL when out of memory. */
 struct trace *trace_new(FILE *out);
 void trace_free(struct trace *t);
+
+/* Caps the pool a `pool` line (above: malformed) or a `layout` bound (above:
+ * E2BIG) may ask for; the default is the documented maximum, 16777216. */
+void trace_set_max_pool(struct trace *t, uint32_t pages);
 
 /* The longest line a trace may hold, newline not counted. */
 #define TRACE_LINE_MAX 511
