@@ -6,6 +6,7 @@
 #   make triage [CAMPAIGN=campaigns/<stamp>]      (default campaigns/latest)
 #   make corpus-min [CAMPAIGN=...]                 merge findings into corpus/
 #   make coverage [CAMPAIGN=...]                   llvm-cov report, build/coverage/
+#                                                  (corpus, crashes and CAMPAIGN)
 #   make oss-fuzz-local                            ci/oss-fuzz/build.sh, every engine/sanitizer
 
 FUZZ_TIME   ?= 180
@@ -22,14 +23,15 @@ triage:
 corpus-min:
 	@FUZZ_TARGETS='$(FUZZ_TARGETS)' ci/corpus-min '$(CAMPAIGN)'
 
+# Without CAMPAIGN=, ci/coverage takes campaigns/latest when there is one.
 coverage:
-	@FUZZ_TARGETS='$(FUZZ_TARGETS)' COVERAGE_CAMPAIGN='$(if $(filter command line environment,$(origin CAMPAIGN)),$(CAMPAIGN))' ci/coverage
+	@FUZZ_TARGETS='$(FUZZ_TARGETS)' ci/coverage $(if $(filter command line environment,$(origin CAMPAIGN)),'$(CAMPAIGN)')
 
 oss-fuzz-local:
 	@ci/oss-fuzz-local
 
 # Check-time tests of the scripts above (toy target with planted bugs), and
-# of the Makefile's default goal and help.
+# of the Makefile's default goal and help, and of every ci/ script's --help.
 CAMPAIGN_TESTS := ci/tests/test-triage ci/tests/test-regression ci/tests/test-campaign
-TESTS += $(CAMPAIGN_TESTS) ci/tests/test-make
+TESTS += $(CAMPAIGN_TESTS) ci/tests/test-make ci/tests/test-help
 CHECK_DEPS += $(B)/kvmpt-trace
