@@ -6,7 +6,7 @@
 #   make triage [CAMPAIGN=campaigns/<stamp>]      (default campaigns/latest)
 #   make corpus-min [CAMPAIGN=...]                 merge findings into corpus/
 #   make coverage [CAMPAIGN=...]                   llvm-cov report, build/coverage/
-#   make oss-fuzz-local                            ci/oss-fuzz/build.sh, every engine/sanitizer
+#   make oss-fuzz-local                            .clusterfuzzlite/build.sh, every engine/sanitizer
 
 FUZZ_TIME   ?= 180
 FUZZ_ENGINE ?=
@@ -30,5 +30,7 @@ oss-fuzz-local:
 
 # Check-time tests of the scripts above (toy target with planted bugs).
 CAMPAIGN_TESTS := ci/tests/test-triage ci/tests/test-regression ci/tests/test-campaign
+# The workflows and .clusterfuzzlite/ (seconds; .ci/run runs it first too).
+CAMPAIGN_TESTS += ci/check-workflows
 TESTS += $(CAMPAIGN_TESTS)
 CHECK_DEPS += $(B)/kvmpt-trace
