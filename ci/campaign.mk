@@ -33,12 +33,13 @@ coverage:
 oss-fuzz-local:
 	@ci/oss-fuzz-local
 
-# Check-time tests of the scripts above (toy target with planted bugs).
+# Check-time tests of the scripts above (toy target with planted bugs), and
+# of the Makefile's default goal and help.
 CAMPAIGN_TESTS := ci/tests/test-triage ci/tests/test-regression ci/tests/test-campaign
 # The workflows and .clusterfuzzlite/ (seconds; .ci/run runs it first too).
 CAMPAIGN_TESTS += ci/check-workflows
 # Triage with every build (TSan race, OOM, hang), bisect over a scratch
 # history, two AFL++ "machines" on one sync folder.
 CAMPAIGN_TESTS += ci/tests/test-triage-tsan ci/tests/test-bisect ci/tests/test-sync
-TESTS += $(CAMPAIGN_TESTS)
+TESTS += $(CAMPAIGN_TESTS) ci/tests/test-make
 CHECK_DEPS += $(B)/kvmpt-trace
