@@ -10,10 +10,18 @@
 #include "pt_assert.h"
 #include "pte.h"
 
-/* Pages given back are zero but for word 0, which holds the index of the next
- * one (capacity ends the list); pages never taken (from `fresh` up) are zero
- * and untouched, so a large pool costs nothing until used. Take and give
- * are O(1). */
+/* Free pages: pages never taken (from `fresh` up) are zero and untouched, so
+ * a large pool costs nothing until used. Pages given back form a list through
+ * word 0, which holds the index of the next one (capacity ends the list) and
+ * POOL_LINK_DIRTY when the rest of the page may be non-zero.
+ *
+ * Known-zero pages: pt.c keeps count[] (present entries per table page) and
+ * writes a non-present entry only as 0, so a table given back with count 0
+ * was cleared entry by entry and is already zero but for the link word: it
+ * is not cleared again. Only a page given back with entries still in it (a
+ * collapsed table) is dirty, and is cleared when it is next taken. Take and
+ * give are O(1) but for that one memset. */
+#define POOL_LINK_DIRTY (1ull << 63)
 
 void pt_assert_fail(const char *file, int line, const char *expr)
 {
@@ -37,9 +45,15 @@ static size_t bitmap_words(uint32_t capacity)
 	return ((size_t)capacity + 63) / 64;
 }
 
+/* Bytes of the per-page counts, rounded to whole words. */
+static size_t count_bytes(uint32_t capacity)
+{
+	return ((size_t)capacity * sizeof(uint16_t) + 7) & ~(size_t)7;
+}
+
 size_t pool_bytes(uint32_t capacity)
 {
-	return (size_t)capacity * PT_PAGE_SIZE + 2 * bitmap_words(capacity) * sizeof(uint64_t);
+	return (size_t)capacity * PT_PAGE_SIZE + 2 * bitmap_words(capacity) * sizeof(uint64_t) + count_bytes(capacity);
 }
 
 static uint64_t *page_at(const struct pool *p, uint32_t index)
@@ -70,8 +84,9 @@ static int pool_setup(struct pool *p, void *mem, uint32_t capacity, uint64_t pa_
 	p->peak = 0;
 	p->in_use = (uint64_t *)(p->base + (size_t)capacity * PT_PAGE_SIZE);
 	p->mark = p->in_use + bitmap_words(capacity);
+	p->count = (uint16_t *)(p->mark + bitmap_words(capacity));
 	p->mapped = false;
-	memset(p->in_use, 0, 2 * bitmap_words(capacity) * sizeof(uint64_t));
+	memset(p->in_use, 0, 2 * bitmap_words(capacity) * sizeof(uint64_t) + count_bytes(capacity));
 	p->free_head = capacity;
 	p->fresh = 0;
 	return 0;
@@ -115,14 +130,19 @@ int pool_take(struct pool *p, uint64_t **page)
 	if (p->free_head < p->capacity) {
 		index = p->free_head;
 		pg = page_at(p, index);
-		p->free_head = (uint32_t)pg[0];
-		pg[0] = 0;
+		uint64_t link = pg[0];
+		p->free_head = (uint32_t)link;
+		if (link & POOL_LINK_DIRTY)
+			memset(pg, 0, PT_PAGE_SIZE);
+		else
+			pg[0] = 0;
 	} else if (p->fresh < p->capacity) {
 		index = p->fresh++;
 		pg = page_at(p, index);
 	} else {
 		return -ENOMEM;
 	}
+	PT_ASSERT(p->count[index] == 0);
 	p->in_use[index / 64] |= 1ull << (index % 64);
 	p->used++;
 	if (p->used > p->peak)
@@ -131,13 +151,25 @@ int pool_take(struct pool *p, uint64_t **page)
 	return 0;
 }
 
+#ifdef PT_DEBUG
+static bool page_is_zero(const uint64_t *page)
+{
+	for (int i = 0; i < PT_ENTRIES; i++)
+		if (page[i])
+			return false;
+	return true;
+}
+#endif
+
 void pool_give(struct pool *p, uint64_t *page)
 {
 	uint32_t index = page_index(p, page);
 	PT_ASSERT((uint8_t *)page >= p->base && index < p->capacity);
 	PT_ASSERT(p->in_use[index / 64] & (1ull << (index % 64)));
-	memset(page, 0, PT_PAGE_SIZE);
-	page[0] = p->free_head;
+	bool dirty = p->count[index] != 0;
+	PT_ASSERT(dirty || page_is_zero(page));
+	p->count[index] = 0;
+	page[0] = p->free_head | (dirty ? POOL_LINK_DIRTY : 0);
 	p->free_head = index;
 	p->in_use[index / 64] &= ~(1ull << (index % 64));
 	p->used--;

@@ -14,6 +14,8 @@ struct pool {
 	uint64_t pa_base;     /* physical address of base */
 	uint64_t *in_use;     /* one bit per page, after the pages */
 	uint64_t *mark;       /* one bit per page, scratch for the checker */
+	uint16_t *count;      /* per page: present entries of the table it holds
+	                       * (0..512), kept by pt.c; 0 for a free page */
 	uint32_t capacity;
 	uint32_t used;
 	uint32_t peak;        /* highest `used` seen: what a layout really needed */
@@ -22,7 +24,9 @@ struct pool {
 	bool mapped;          /* memory came from pool_init_mmap */
 };
 
-/* Bytes pool_init needs for `capacity` pages (pages + in-use bitmap). */
+/* Bytes pool_init needs for `capacity` pages (pages, then the in-use and mark
+ * bitmaps and the per-page counts: all bookkeeping is part of the pool's one
+ * block, so nothing is allocated after init). */
 size_t pool_bytes(uint32_t capacity);
 
 /* Use `mem` (page-aligned, pool_bytes(capacity) long) whose first page is at
@@ -35,11 +39,21 @@ int pool_init_mmap(struct pool *p, uint32_t capacity, uint64_t pa_base);
 /* Unmaps what pool_init_mmap mapped. */
 void pool_destroy(struct pool *p);
 
-/* A zeroed page into *page: 0, or -ENOMEM when every page is in use. */
+/* A zeroed page into *page (its count 0): 0, or -ENOMEM when every page is
+ * in use. Only a page not known to be zero is cleared here. */
 int pool_take(struct pool *p, uint64_t **page);
 
-/* Returns `page` (taken from p) to the pool. */
+/* Returns `page` (taken from p) to the pool. A page whose count is 0 must be
+ * all zero (its entries were cleared one by one) and is not cleared again;
+ * any other page is marked for clearing when it is next taken. */
 void pool_give(struct pool *p, uint64_t *page);
+
+/* The count of the table page that holds entry `pte` (any pointer into a
+ * taken page): O(1), for pt.c to keep up to date at every entry write. */
+static inline uint16_t *pool_count(const struct pool *p, const uint64_t *pte)
+{
+	return &p->count[(size_t)((const uint8_t *)pte - p->base) >> 12]; /* 4 KiB pages */
+}
 
 static inline uint32_t pool_free(const struct pool *p) { return p->capacity - p->used; }
 

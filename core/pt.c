@@ -6,7 +6,15 @@
  * them, the writing pass, which therefore cannot fail half-way. On the way
  * back up, every table the walk went through is settled: freed when empty,
  * collapsed into one huge leaf when uniform. That keeps the tables canonical:
- * exactly those the current mapping needs, whatever the history. */
+ * exactly those the current mapping needs, whatever the history.
+ *
+ * Bookkeeping: the pool keeps, per table page, the number of present entries
+ * (pool_count). Every entry write below keeps it exact: single entries
+ * through entry_set, runs of 4 KiB entries in set_leaf_run, a table filled
+ * from a split leaf in install_table. So "empty" is count == 0 and a table is
+ * scanned for uniformity only when count == 512; settling a table is O(1)
+ * otherwise. A non-present entry is always written as 0, so a table whose
+ * count reaches 0 is all zero and the pool need not clear it again. */
 #include "pt.h"
 
 #include <errno.h>
@@ -272,6 +280,17 @@ static int count_entry(void *priv, uint64_t *pte, int level, uint64_t addr, uint
 	return 0;
 }
 
+/* Writes one entry of a table page and keeps that table's count. Release
+ * order: a vCPU may be walking, and a new table must be filled before it is
+ * linked (install_table) or a leaf written before its table is freed. */
+static void entry_set(struct pool *pool, uint64_t *pte, uint64_t val)
+{
+	uint16_t *count = pool_count(pool, pte);
+	*count = (uint16_t)(*count + pte_present(val) - pte_present(*pte));
+	PT_ASSERT(*count <= PT_ENTRIES);
+	__atomic_store_n(pte, val, __ATOMIC_RELEASE);
+}
+
 /* Puts a table under *pte: empty, or holding what the leaf *pte mapped. */
 static void install_table(struct pt *pt, uint64_t *pte, int level)
 {
@@ -285,21 +304,40 @@ static void install_table(struct pt *pt, uint64_t *pte, int level)
 		uint64_t pa = pte_addr(*pte, level);
 		for (int i = 0; i < PT_ENTRIES; i++)
 			table[i] = pte_make_leaf(pa + (uint64_t)i * pt_level_size(child), child, opts);
+		*pool_count(pt->pool, table) = PT_ENTRIES;
 	}
-	/* Fill the table before linking it: a vCPU may be walking right now. */
-	__atomic_store_n(pte, pool_pa(pt->pool, table) | PTE_TABLE_FLAGS, __ATOMIC_RELEASE);
+	entry_set(pt->pool, pte, pool_pa(pt->pool, table) | PTE_TABLE_FLAGS);
+}
+
+/* Present entries among ptes[0..n) of a table holding `count`: O(1) when the
+ * run is the whole table or the table is empty or full, else a scan of the
+ * run (which the caller is about to write anyway). */
+static unsigned run_present(const uint64_t *ptes, unsigned n, unsigned count)
+{
+	if (count == 0 || n == PT_ENTRIES)
+		return count;
+	if (count == PT_ENTRIES)
+		return n;
+	unsigned present = 0;
+	for (unsigned i = 0; i < n; i++)
+		present += (unsigned)(ptes[i] & PTE_P);
+	return present;
 }
 
 static int set_leaf_run(void *priv, uint64_t *ptes, unsigned n, uint64_t addr)
 {
 	struct set_walk *w = priv;
+	uint16_t *count = pool_count(w->pt->pool, ptes);
+	unsigned before = run_present(ptes, n, *count);
 	if (w->clear) {
 		memset(ptes, 0, n * sizeof(*ptes));
+		*count = (uint16_t)(*count - before);
 		return 0;
 	}
 	uint64_t pte = pte_make_leaf(w->pa + (addr - w->va), PT_LEVEL_4K, w->opts);
 	for (unsigned i = 0; i < n; i++, pte += PT_PAGE_SIZE)
 		ptes[i] = pte;
+	*count = (uint16_t)(*count + n - before);
 	return 0;
 }
 
@@ -307,7 +345,7 @@ static int set_entry(void *priv, uint64_t *pte, int level, uint64_t addr, uint64
 {
 	struct set_walk *w = priv;
 	if (!pte_is_table(*pte, level) && leaf_fits(w, level, addr, next)) {
-		*pte = w->clear ? 0 : pte_make_leaf(w->pa + (addr - w->va), level, w->opts);
+		entry_set(w->pt->pool, pte, w->clear ? 0 : pte_make_leaf(w->pa + (addr - w->va), level, w->opts));
 		return 0;
 	}
 	if (w->clear && !pte_present(*pte))
@@ -335,28 +373,22 @@ static bool table_is_uniform(const uint64_t *table, int level)
 	return true;
 }
 
-static bool table_is_empty(const uint64_t *table)
-{
-	for (int i = 0; i < PT_ENTRIES; i++)
-		if (pte_present(table[i]))
-			return false;
-	return true;
-}
-
 /* Leaving the child table of *pte: free it when empty, collapse it into a
- * leaf when uniform and a leaf may sit at this level. */
+ * leaf when full, uniform and a leaf may sit at this level. O(1) from the
+ * count unless the table is full. */
 static int settle_entry(void *priv, uint64_t *pte, int level, uint64_t addr)
 {
 	struct set_walk *w = priv;
 	struct pt *pt = w->pt;
 	uint64_t *table = pt_child(pt, *pte);
+	unsigned count = *pool_count(pt->pool, table);
 	(void)addr;
-	if (table_is_empty(table)) {
-		*pte = 0;
+	if (count == 0) {
+		entry_set(pt->pool, pte, 0);
 		pool_give(pt->pool, table);
-	} else if (level <= pt->max_leaf && table_is_uniform(table, level - 1)) {
+	} else if (count == PT_ENTRIES && level <= pt->max_leaf && table_is_uniform(table, level - 1)) {
 		uint64_t first = table[0];
-		*pte = pte_make_leaf(pte_addr(first, level - 1), level, pte_leaf_opts(first, level - 1));
+		entry_set(pt->pool, pte, pte_make_leaf(pte_addr(first, level - 1), level, pte_leaf_opts(first, level - 1)));
 		pool_give(pt->pool, table);
 	}
 	return 0;
