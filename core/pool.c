@@ -116,6 +116,23 @@ int pool_init_mmap(struct pool *p, uint32_t capacity, uint64_t pa_base)
 	return 0;
 }
 
+int pool_prefault(struct pool *p)
+{
+	size_t bytes = pool_bytes(p->capacity);
+#ifdef MADV_POPULATE_WRITE
+	if (madvise(p->base, bytes, MADV_POPULATE_WRITE) == 0)
+		return 0;
+	if (errno != EINVAL) /* EINVAL: a kernel before 5.14; touch instead */
+		return -errno;
+#endif
+	/* One write per page faults it in; the pool's memory is zero and stays so. */
+	for (size_t off = 0; off < bytes; off += PT_PAGE_SIZE) {
+		volatile uint8_t *b = p->base + off;
+		*b = *b;
+	}
+	return 0;
+}
+
 void pool_destroy(struct pool *p)
 {
 	if (p->mapped && p->base)

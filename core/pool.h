@@ -36,6 +36,13 @@ int pool_init(struct pool *p, void *mem, uint32_t capacity, uint64_t pa_base);
 /* Same with one anonymous mmap of the right size. 0, -EINVAL or -ENOMEM. */
 int pool_init_mmap(struct pool *p, uint32_t capacity, uint64_t pa_base);
 
+/* Optional, at init only: faults every page of the pool in now (writable,
+ * zero), so that the first map does not pay the kernel's first-touch fault
+ * and page clearing per table page. Costs pool_bytes(capacity) of resident
+ * memory from now on, and the kernel's fault + clear time for every page up
+ * front (make bench prints both). 0, or -errno from madvise. */
+int pool_prefault(struct pool *p);
+
 /* Unmaps what pool_init_mmap mapped. */
 void pool_destroy(struct pool *p);
 
@@ -60,6 +67,12 @@ static inline uint32_t pool_free(const struct pool *p) { return p->capacity - p-
 /* Physical address of a pool page, and back (NULL when pa is not a pool page). */
 uint64_t pool_pa(const struct pool *p, const uint64_t *page);
 uint64_t *pool_page(const struct pool *p, uint64_t pa);
+
+/* The same without the checks, for a pa the engine itself put in an entry. */
+static inline uint64_t *pool_page_at(const struct pool *p, uint64_t pa)
+{
+	return (uint64_t *)(p->base + (pa - p->pa_base));
+}
 
 /* Is the pool page at physical address pa taken? */
 bool pool_pa_in_use(const struct pool *p, uint64_t pa);

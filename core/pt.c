@@ -92,7 +92,14 @@ uint32_t pte_leaf_opts(uint64_t pte, int level)
 
 /* ---- the walker ---- */
 
-int pt_walk(const struct pt *pt, uint64_t start, uint64_t end, const struct pt_walk_ops *ops, void *priv)
+/* The one walker. It is always inlined, so that each caller in this file,
+ * which passes a constant `ops`, gets it specialized: the visitor calls are
+ * direct (and small visitors inlined), which halves the instructions of a
+ * small map. Everyone else calls the out-of-line pt_walk. `trusted`: the
+ * tables are the engine's own, so a table entry is a pool page without
+ * checking (the checkers' walks check it). */
+static inline __attribute__((always_inline)) int walk(const struct pt *pt, uint64_t start, uint64_t end,
+						     const struct pt_walk_ops *ops, void *priv, bool trusted)
 {
 	uint64_t *table[PT_MAX_LEVELS];
 	uint64_t *parent[PT_MAX_LEVELS]; /* the entry that points to table[level] */
@@ -121,8 +128,8 @@ int pt_walk(const struct pt *pt, uint64_t start, uint64_t end, const struct pt_w
 		if (ret == PT_WALK_DESCEND) {
 			PT_ASSERT(pte_is_table(*pte, level));
 			level--;
-			table[level] = pt_child(pt, *pte);
-			PT_ASSERT(table[level] != NULL);
+			PT_ASSERT(pt_child(pt, *pte) != NULL);
+			table[level] = trusted ? pool_page_at(pt->pool, *pte & PTE_ADDR_MASK) : pt_child(pt, *pte);
 			parent[level] = pte;
 			stop[level] = next;
 			continue;
@@ -141,6 +148,11 @@ int pt_walk(const struct pt *pt, uint64_t start, uint64_t end, const struct pt_w
 		}
 	}
 	return 0;
+}
+
+int pt_walk(const struct pt *pt, uint64_t start, uint64_t end, const struct pt_walk_ops *ops, void *priv)
+{
+	return walk(pt, start, end, ops, priv, false);
 }
 
 /* ---- argument checks ---- */
@@ -380,7 +392,7 @@ static int settle_entry(void *priv, uint64_t *pte, int level, uint64_t addr)
 {
 	struct set_walk *w = priv;
 	struct pt *pt = w->pt;
-	uint64_t *table = pt_child(pt, *pte);
+	uint64_t *table = pool_page_at(pt->pool, *pte & PTE_ADDR_MASK);
 	unsigned count = *pool_count(pt->pool, table);
 	(void)addr;
 	if (count == 0) {
@@ -406,17 +418,58 @@ static const struct pt_walk_ops clear_ops = {
 static uint32_t set_cost(struct set_walk *w, uint64_t len)
 {
 	w->pages = 0;
-	pt_walk(w->pt, w->va, w->va + len, w->clear ? &clear_count_ops : &count_ops, w);
+	if (w->clear)
+		walk(w->pt, w->va, w->va + len, &clear_count_ops, w, true);
+	else
+		walk(w->pt, w->va, w->va + len, &count_ops, w, true);
 	return (uint32_t)(w->pages > UINT32_MAX ? UINT32_MAX : w->pages);
 }
 
+/* A bound on what set_cost returns, from the range alone in O(levels): the
+ * operation takes at most one table under each entry that it covers in part,
+ * or covers whole where no leaf (or hole) can stand for it; it never takes
+ * one under an entry a leaf or hole replaces whole. */
+static uint64_t set_upper(const struct set_walk *w, uint64_t len)
+{
+	uint64_t end = w->va + len, pages = 0;
+	for (int k = 1; k < w->pt->levels; k++) {
+		unsigned shift = pt_level_shift(k);
+		uint64_t n = ((end - 1) >> shift) - (w->va >> shift) + 1;
+		bool leaf = w->clear || (k <= w->pt->max_leaf && ((w->pa - w->va) & (pt_level_size(k) - 1)) == 0);
+		if (leaf) {
+			uint64_t whole_first = (w->va + pt_level_size(k) - 1) >> shift, whole_end = end >> shift;
+			n -= whole_end > whole_first ? whole_end - whole_first : 0;
+		}
+		pages += n;
+	}
+	return pages;
+}
+
+/* All or nothing: the writing pass starts only when the pool holds what the
+ * counting pass says it may take. When the pool holds even set_upper's bound
+ * (nearly always: a small operation needs a handful of pages at most), the
+ * counting pass could not say otherwise and is skipped; debug builds run it
+ * anyway to check the bound. */
 static int set_range(struct set_walk *w, uint64_t len)
 {
-	uint32_t need = set_cost(w, len);
-	if (need > pool_free(w->pt->pool))
+	uint64_t need = set_upper(w, len);
+	uint32_t free_pages = pool_free(w->pt->pool);
+#ifdef PT_DEBUG
+	uint32_t exact = set_cost(w, len);
+	PT_ASSERT(exact <= need);
+	if (need > free_pages)
+		need = exact;
+#else
+	if (need > free_pages)
+		need = set_cost(w, len);
+#endif
+	if (need > free_pages)
 		return -ENOMEM;
 	uint32_t before = w->pt->pool->used;
-	pt_walk(w->pt, w->va, w->va + len, w->clear ? &clear_ops : &set_ops, w);
+	if (w->clear)
+		walk(w->pt, w->va, w->va + len, &clear_ops, w, true);
+	else
+		walk(w->pt, w->va, w->va + len, &set_ops, w, true);
 	PT_ASSERT(w->pt->pool->used <= before + need);
 	(void)before;
 	return 0;
@@ -488,7 +541,7 @@ int pt_lookup(const struct pt *pt, uint64_t va, struct pt_leaf *leaf)
 		return -EINVAL;
 	struct find_walk f = { .pt = pt };
 	uint64_t lin = pt_linear(pt, va);
-	if (pt_walk(pt, lin, lin + 1, &find_ops, &f) != 1)
+	if (walk(pt, lin, lin + 1, &find_ops, &f, true) != 1)
 		return -ENOENT;
 	uint64_t size = pt_level_size(f.level);
 	uint64_t base = lin & ~(size - 1);
@@ -506,7 +559,7 @@ int pt_is_empty(const struct pt *pt, uint64_t va, uint64_t len, bool *empty)
 		return -EINVAL;
 	struct find_walk f = { .pt = pt };
 	uint64_t lin = pt_linear(pt, va);
-	*empty = pt_walk(pt, lin, lin + len, &find_ops, &f) != 1;
+	*empty = walk(pt, lin, lin + len, &find_ops, &f, true) != 1;
 	return 0;
 }
 
@@ -555,7 +608,7 @@ void pt_destroy(struct pt *pt)
 		return;
 	/* Unmapping whole top-level entries never splits, so it cannot fail. */
 	struct set_walk w = { .pt = pt, .clear = true };
-	pt_walk(pt, 0, 1ull << va_bits(pt), &clear_ops, &w);
+	walk(pt, 0, 1ull << va_bits(pt), &clear_ops, &w, true);
 	pool_give(pt->pool, pt->root);
 	pt->root = NULL;
 }
