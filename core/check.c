@@ -76,14 +76,19 @@ static unsigned present_entries(const uint64_t *t)
 	return n;
 }
 
-/* The pool's per-table count (what the engine frees and collapses by) must be
- * the number of present entries. */
+/* The pool's bookkeeping of a table (what the engine frees, collapses and
+ * skips scans by): count == the number of present entries, and every present
+ * entry inside [lo, hi). */
 static int check_count(struct check_walk *c, const uint64_t *t, unsigned present, int level, uint64_t pa)
 {
-	unsigned count = *pool_count(c->pt->pool, t);
-	if (count != present)
+	const struct pool_page_info *info = pool_info(c->pt->pool, t);
+	if (info->count != present)
 		return fail(c, "structure: table page pa 0x%llx (entries of level %d) holds %u present entries, its count says %u",
-			    (unsigned long long)pa, level, present, count);
+			    (unsigned long long)pa, level, present, info->count);
+	for (unsigned i = 0; i < PT_ENTRIES; i++)
+		if ((t[i] & PTE_P) && (i < info->lo || i >= info->hi))
+			return fail(c, "structure: table page pa 0x%llx (entries of level %d) has entry %u present, outside its extent [%u, %u)",
+				    (unsigned long long)pa, level, i, info->lo, info->hi);
 	return 0;
 }
 
@@ -274,7 +279,7 @@ static uint32_t free_list_length(const struct pool *p)
 {
 	uint32_t n = p->capacity - p->fresh;
 	for (uint32_t i = p->free_head; i < p->capacity && n <= p->capacity; n++)
-		i = (uint32_t)((const uint64_t *)(p->base + (size_t)i * PT_PAGE_SIZE))[0];
+		i = p->info[i].next;
 	return n;
 }
 

@@ -12,16 +12,14 @@
 
 /* Free pages: pages never taken (from `fresh` up) are zero and untouched, so
  * a large pool costs nothing until used. Pages given back form a list through
- * word 0, which holds the index of the next one (capacity ends the list) and
- * POOL_LINK_DIRTY when the rest of the page may be non-zero.
+ * info[].next (capacity ends the list), beside the pages: take and give touch
+ * no page memory, and are O(1).
  *
- * Known-zero pages: pt.c keeps count[] (present entries per table page) and
- * writes a non-present entry only as 0, so a table given back with count 0
- * was cleared entry by entry and is already zero but for the link word: it
- * is not cleared again. Only a page given back with entries still in it (a
- * collapsed table) is dirty, and is cleared when it is next taken. Take and
- * give are O(1) but for that one memset. */
-#define POOL_LINK_DIRTY (1ull << 63)
+ * Known-zero pages: pt.c keeps info[].count (present entries per table page)
+ * and writes a non-present entry only as 0, so a table given back with count
+ * 0 was cleared entry by entry and is already zero: it is not cleared again.
+ * Only a page given back with entries still in it (a collapsed table) is
+ * dirty, and is cleared when it is next taken. */
 
 void pt_assert_fail(const char *file, int line, const char *expr)
 {
@@ -45,15 +43,15 @@ static size_t bitmap_words(uint32_t capacity)
 	return ((size_t)capacity + 63) / 64;
 }
 
-/* Bytes of the per-page counts, rounded to whole words. */
-static size_t count_bytes(uint32_t capacity)
+/* Bytes of the per-page info, rounded to whole words. */
+static size_t info_bytes(uint32_t capacity)
 {
-	return ((size_t)capacity * sizeof(uint16_t) + 7) & ~(size_t)7;
+	return ((size_t)capacity * sizeof(struct pool_page_info) + 7) & ~(size_t)7;
 }
 
 size_t pool_bytes(uint32_t capacity)
 {
-	return (size_t)capacity * PT_PAGE_SIZE + 2 * bitmap_words(capacity) * sizeof(uint64_t) + count_bytes(capacity);
+	return (size_t)capacity * PT_PAGE_SIZE + 2 * bitmap_words(capacity) * sizeof(uint64_t) + info_bytes(capacity);
 }
 
 static uint64_t *page_at(const struct pool *p, uint32_t index)
@@ -84,9 +82,9 @@ static int pool_setup(struct pool *p, void *mem, uint32_t capacity, uint64_t pa_
 	p->peak = 0;
 	p->in_use = (uint64_t *)(p->base + (size_t)capacity * PT_PAGE_SIZE);
 	p->mark = p->in_use + bitmap_words(capacity);
-	p->count = (uint16_t *)(p->mark + bitmap_words(capacity));
+	p->info = (struct pool_page_info *)(p->mark + bitmap_words(capacity));
 	p->mapped = false;
-	memset(p->in_use, 0, 2 * bitmap_words(capacity) * sizeof(uint64_t) + count_bytes(capacity));
+	memset(p->in_use, 0, 2 * bitmap_words(capacity) * sizeof(uint64_t) + info_bytes(capacity));
 	p->free_head = capacity;
 	p->fresh = 0;
 	return 0;
@@ -147,19 +145,17 @@ int pool_take(struct pool *p, uint64_t **page)
 	if (p->free_head < p->capacity) {
 		index = p->free_head;
 		pg = page_at(p, index);
-		uint64_t link = pg[0];
-		p->free_head = (uint32_t)link;
-		if (link & POOL_LINK_DIRTY)
+		p->free_head = p->info[index].next;
+		if (p->info[index].dirty)
 			memset(pg, 0, PT_PAGE_SIZE);
-		else
-			pg[0] = 0;
+		p->info[index].dirty = 0;
 	} else if (p->fresh < p->capacity) {
 		index = p->fresh++;
 		pg = page_at(p, index);
 	} else {
 		return -ENOMEM;
 	}
-	PT_ASSERT(p->count[index] == 0);
+	PT_ASSERT(p->info[index].count == 0 && p->info[index].lo >= p->info[index].hi);
 	p->in_use[index / 64] |= 1ull << (index % 64);
 	p->used++;
 	if (p->used > p->peak)
@@ -183,10 +179,11 @@ void pool_give(struct pool *p, uint64_t *page)
 	uint32_t index = page_index(p, page);
 	PT_ASSERT((uint8_t *)page >= p->base && index < p->capacity);
 	PT_ASSERT(p->in_use[index / 64] & (1ull << (index % 64)));
-	bool dirty = p->count[index] != 0;
-	PT_ASSERT(dirty || page_is_zero(page));
-	p->count[index] = 0;
-	page[0] = p->free_head | (dirty ? POOL_LINK_DIRTY : 0);
+	struct pool_page_info *info = &p->info[index];
+	PT_ASSERT(info->count || page_is_zero(page));
+	info->dirty = info->count != 0;
+	info->count = info->lo = info->hi = 0;
+	info->next = p->free_head;
 	p->free_head = index;
 	p->in_use[index / 64] &= ~(1ull << (index % 64));
 	p->used--;

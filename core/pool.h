@@ -9,13 +9,22 @@
 
 #define PT_BOUND_LEVELS 5
 
+/* Bookkeeping of one pool page, beside the pages (never in them, so that
+ * taking and giving pages touches no page memory). */
+struct pool_page_info {
+	uint32_t next;   /* free page: the next free page given back (capacity ends the list) */
+	uint16_t count;  /* taken page: present entries of the table it holds (0..512) */
+	uint16_t lo, hi; /* taken page: every present entry's index is in [lo, hi) (a superset: lo >= hi
+	                  * when there is none; only a table that empties resets it) */
+	uint16_t dirty;  /* free page: its content is not known to be zero */
+};
+
 struct pool {
 	uint8_t *base;        /* capacity pages, page-aligned */
 	uint64_t pa_base;     /* physical address of base */
 	uint64_t *in_use;     /* one bit per page, after the pages */
 	uint64_t *mark;       /* one bit per page, scratch for the checker */
-	uint16_t *count;      /* per page: present entries of the table it holds
-	                       * (0..512), kept by pt.c; 0 for a free page */
+	struct pool_page_info *info; /* per page; count, lo and hi kept by pt.c */
 	uint32_t capacity;
 	uint32_t used;
 	uint32_t peak;        /* highest `used` seen: what a layout really needed */
@@ -25,7 +34,7 @@ struct pool {
 };
 
 /* Bytes pool_init needs for `capacity` pages (pages, then the in-use and mark
- * bitmaps and the per-page counts: all bookkeeping is part of the pool's one
+ * bitmaps and the per-page info: all bookkeeping is part of the pool's one
  * block, so nothing is allocated after init). */
 size_t pool_bytes(uint32_t capacity);
 
@@ -55,11 +64,17 @@ int pool_take(struct pool *p, uint64_t **page);
  * any other page is marked for clearing when it is next taken. */
 void pool_give(struct pool *p, uint64_t *page);
 
-/* The count of the table page that holds entry `pte` (any pointer into a
- * taken page): O(1), for pt.c to keep up to date at every entry write. */
+/* The bookkeeping of the table page that holds entry `pte` (any pointer into
+ * a taken page): O(1), for pt.c to keep up to date at every entry write. */
+static inline struct pool_page_info *pool_info(const struct pool *p, const uint64_t *pte)
+{
+	return &p->info[(size_t)((const uint8_t *)pte - p->base) >> 12]; /* 4 KiB pages */
+}
+
+/* Its count of present entries. */
 static inline uint16_t *pool_count(const struct pool *p, const uint64_t *pte)
 {
-	return &p->count[(size_t)((const uint8_t *)pte - p->base) >> 12]; /* 4 KiB pages */
+	return &pool_info(p, pte)->count;
 }
 
 static inline uint32_t pool_free(const struct pool *p) { return p->capacity - p->used; }

@@ -92,6 +92,9 @@ uint32_t pte_leaf_opts(uint64_t pte, int level)
 
 /* ---- the walker ---- */
 
+/* A visitor of this file: inlined into the walk specialized for it. */
+#define VISITOR static inline __attribute__((always_inline))
+
 /* The one walker. It is always inlined, so that each caller in this file,
  * which passes a constant `ops`, gets it specialized: the visitor calls are
  * direct (and small visitors inlined), which halves the instructions of a
@@ -281,7 +284,7 @@ static uint64_t new_table_needs(const struct set_walk *w, int level, uint64_t st
 	return tables;
 }
 
-static int count_entry(void *priv, uint64_t *pte, int level, uint64_t addr, uint64_t next)
+VISITOR int count_entry(void *priv, uint64_t *pte, int level, uint64_t addr, uint64_t next)
 {
 	struct set_walk *w = priv;
 	if (pte_is_table(*pte, level)) /* a 4 KiB entry never needs a table */
@@ -292,14 +295,55 @@ static int count_entry(void *priv, uint64_t *pte, int level, uint64_t addr, uint
 	return 0;
 }
 
-/* Writes one entry of a table page and keeps that table's count. Release
- * order: a vCPU may be walking, and a new table must be filled before it is
- * linked (install_table) or a leaf written before its table is freed. */
+/* Index of an entry in its table page. */
+static unsigned entry_index(const uint64_t *pte)
+{
+	return (unsigned)((uintptr_t)pte / sizeof(*pte)) & (PT_ENTRIES - 1);
+}
+
+/* Entries [i, j) of the table are present now: widen its extent. */
+static void extent_add(struct pool_page_info *info, unsigned i, unsigned j)
+{
+	if (info->lo >= info->hi) {
+		info->lo = (uint16_t)i;
+		info->hi = (uint16_t)j;
+		return;
+	}
+	if (i < info->lo)
+		info->lo = (uint16_t)i;
+	if (j > info->hi)
+		info->hi = (uint16_t)j;
+}
+
+/* Entries [i, j) of the table were cleared: narrow its extent where that is
+ * known without looking (the cleared run was at one end, or nothing is left). */
+static void extent_clear(struct pool_page_info *info, unsigned i, unsigned j)
+{
+	if (info->count == 0) {
+		info->lo = info->hi = 0;
+		return;
+	}
+	if (i <= info->lo && j > info->lo)
+		info->lo = (uint16_t)j;
+	if (j >= info->hi && i < info->hi)
+		info->hi = (uint16_t)i;
+}
+
+/* Writes one entry of a table page and keeps that table's count and extent.
+ * Release order: a vCPU may be walking, and a new table must be filled
+ * before it is linked (install_table) or a leaf written before its table is
+ * freed. */
 static void entry_set(struct pool *pool, uint64_t *pte, uint64_t val)
 {
-	uint16_t *count = pool_count(pool, pte);
-	*count = (uint16_t)(*count + pte_present(val) - pte_present(*pte));
-	PT_ASSERT(*count <= PT_ENTRIES);
+	struct pool_page_info *info = pool_info(pool, pte);
+	unsigned i = entry_index(pte);
+	bool was = pte_present(*pte), now = pte_present(val);
+	info->count = (uint16_t)(info->count + now - was);
+	PT_ASSERT(info->count <= PT_ENTRIES);
+	if (now && !was)
+		extent_add(info, i, i + 1);
+	else if (was && !now)
+		extent_clear(info, i, i + 1);
 	__atomic_store_n(pte, val, __ATOMIC_RELEASE);
 }
 
@@ -316,44 +360,55 @@ static void install_table(struct pt *pt, uint64_t *pte, int level)
 		uint64_t pa = pte_addr(*pte, level);
 		for (int i = 0; i < PT_ENTRIES; i++)
 			table[i] = pte_make_leaf(pa + (uint64_t)i * pt_level_size(child), child, opts);
-		*pool_count(pt->pool, table) = PT_ENTRIES;
+		struct pool_page_info *info = pool_info(pt->pool, table);
+		info->count = PT_ENTRIES;
+		extent_add(info, 0, PT_ENTRIES);
 	}
 	entry_set(pt->pool, pte, pool_pa(pt->pool, table) | PTE_TABLE_FLAGS);
 }
 
-/* Present entries among ptes[0..n) of a table holding `count`: O(1) when the
- * run is the whole table or the table is empty or full, else a scan of the
- * run (which the caller is about to write anyway). */
-static unsigned run_present(const uint64_t *ptes, unsigned n, unsigned count)
+/* Present entries among ptes[0..n), which are entries [i, i + n) of their
+ * table: from the bookkeeping alone when the run is the whole table, the
+ * table is empty or full, or the run misses or covers the extent; else a
+ * scan of the run. The bookkeeping matters: the run's entries are usually
+ * not in the cache, and a map that only stores to them does not wait for
+ * them, while a load does. */
+static unsigned run_present(const struct pool_page_info *info, const uint64_t *ptes, unsigned i, unsigned n)
 {
-	if (count == 0 || n == PT_ENTRIES)
-		return count;
+	unsigned count = info->count;
+	if (count == 0 || n == PT_ENTRIES || i + n <= info->lo || i >= info->hi)
+		return n == PT_ENTRIES ? count : 0;
 	if (count == PT_ENTRIES)
 		return n;
+	if (i <= info->lo && i + n >= info->hi)
+		return count;
 	unsigned present = 0;
-	for (unsigned i = 0; i < n; i++)
-		present += (unsigned)(ptes[i] & PTE_P);
+	for (unsigned k = 0; k < n; k++)
+		present += (unsigned)(ptes[k] & PTE_P);
 	return present;
 }
 
-static int set_leaf_run(void *priv, uint64_t *ptes, unsigned n, uint64_t addr)
+VISITOR int set_leaf_run(void *priv, uint64_t *ptes, unsigned n, uint64_t addr)
 {
 	struct set_walk *w = priv;
-	uint16_t *count = pool_count(w->pt->pool, ptes);
-	unsigned before = run_present(ptes, n, *count);
+	struct pool_page_info *info = pool_info(w->pt->pool, ptes);
+	unsigned i = entry_index(ptes);
+	unsigned before = run_present(info, ptes, i, n);
 	if (w->clear) {
 		memset(ptes, 0, n * sizeof(*ptes));
-		*count = (uint16_t)(*count - before);
+		info->count = (uint16_t)(info->count - before);
+		extent_clear(info, i, i + n);
 		return 0;
 	}
 	uint64_t pte = pte_make_leaf(w->pa + (addr - w->va), PT_LEVEL_4K, w->opts);
-	for (unsigned i = 0; i < n; i++, pte += PT_PAGE_SIZE)
-		ptes[i] = pte;
-	*count = (uint16_t)(*count + n - before);
+	for (unsigned k = 0; k < n; k++, pte += PT_PAGE_SIZE)
+		ptes[k] = pte;
+	info->count = (uint16_t)(info->count + n - before);
+	extent_add(info, i, i + n);
 	return 0;
 }
 
-static int set_entry(void *priv, uint64_t *pte, int level, uint64_t addr, uint64_t next)
+VISITOR int set_entry(void *priv, uint64_t *pte, int level, uint64_t addr, uint64_t next)
 {
 	struct set_walk *w = priv;
 	if (!pte_is_table(*pte, level) && leaf_fits(w, level, addr, next)) {
@@ -388,7 +443,7 @@ static bool table_is_uniform(const uint64_t *table, int level)
 /* Leaving the child table of *pte: free it when empty, collapse it into a
  * leaf when full, uniform and a leaf may sit at this level. O(1) from the
  * count unless the table is full. */
-static int settle_entry(void *priv, uint64_t *pte, int level, uint64_t addr)
+VISITOR int settle_entry(void *priv, uint64_t *pte, int level, uint64_t addr)
 {
 	struct set_walk *w = priv;
 	struct pt *pt = w->pt;
@@ -414,8 +469,10 @@ static const struct pt_walk_ops clear_ops = {
 	.entry = set_entry, .leaf_run = set_leaf_run, .leave = settle_entry, .skip_holes = true
 };
 
-/* Table pages the operation takes at most (the counting pass). */
-static uint32_t set_cost(struct set_walk *w, uint64_t len)
+/* Table pages the operation takes at most (the counting pass). Not inlined:
+ * its walk's frame and the writing walk's are siblings, never stacked (the
+ * fault path runs on a small signal stack). */
+static __attribute__((noinline)) uint32_t set_cost(struct set_walk *w, uint64_t len)
 {
 	w->pages = 0;
 	if (w->clear)
@@ -425,34 +482,33 @@ static uint32_t set_cost(struct set_walk *w, uint64_t len)
 	return (uint32_t)(w->pages > UINT32_MAX ? UINT32_MAX : w->pages);
 }
 
-/* A bound on what set_cost returns, from the range alone in O(levels): the
- * operation takes at most one table under each entry that it covers in part,
- * or covers whole where no leaf (or hole) can stand for it; it never takes
- * one under an entry a leaf or hole replaces whole. */
-static uint64_t set_upper(const struct set_walk *w, uint64_t len)
+/* A bound on what set_cost returns, from the length alone in O(1): the
+ * operation takes at most one table under each entry it touches (fewer: only
+ * where it covers an entry in part or no leaf may stand for it), and a range
+ * of len bytes touches at most len / size + 2 entries of each level k >= 1
+ * (size >= 2 MiB), which sums to less than len / 1 MiB + 2 * levels. */
+static uint64_t set_upper(const struct pt *pt, uint64_t len)
 {
-	uint64_t end = w->va + len, pages = 0;
-	for (int k = 1; k < w->pt->levels; k++) {
-		unsigned shift = pt_level_shift(k);
-		uint64_t n = ((end - 1) >> shift) - (w->va >> shift) + 1;
-		bool leaf = w->clear || (k <= w->pt->max_leaf && ((w->pa - w->va) & (pt_level_size(k) - 1)) == 0);
-		if (leaf) {
-			uint64_t whole_first = (w->va + pt_level_size(k) - 1) >> shift, whole_end = end >> shift;
-			n -= whole_end > whole_first ? whole_end - whole_first : 0;
-		}
-		pages += n;
-	}
-	return pages;
+	return (len >> 20) + 2 * (uint64_t)pt->levels;
+}
+
+/* The writing pass, cannot fail. Not inlined, for the same reason. */
+static __attribute__((noinline)) void set_write(struct set_walk *w, uint64_t len)
+{
+	if (w->clear)
+		walk(w->pt, w->va, w->va + len, &clear_ops, w, true);
+	else
+		walk(w->pt, w->va, w->va + len, &set_ops, w, true);
 }
 
 /* All or nothing: the writing pass starts only when the pool holds what the
  * counting pass says it may take. When the pool holds even set_upper's bound
  * (nearly always: a small operation needs a handful of pages at most), the
  * counting pass could not say otherwise and is skipped; debug builds run it
- * anyway to check the bound. */
+ * anyway and check the bound. */
 static int set_range(struct set_walk *w, uint64_t len)
 {
-	uint64_t need = set_upper(w, len);
+	uint64_t need = set_upper(w->pt, len);
 	uint32_t free_pages = pool_free(w->pt->pool);
 #ifdef PT_DEBUG
 	uint32_t exact = set_cost(w, len);
@@ -466,10 +522,7 @@ static int set_range(struct set_walk *w, uint64_t len)
 	if (need > free_pages)
 		return -ENOMEM;
 	uint32_t before = w->pt->pool->used;
-	if (w->clear)
-		walk(w->pt, w->va, w->va + len, &clear_ops, w, true);
-	else
-		walk(w->pt, w->va, w->va + len, &set_ops, w, true);
+	set_write(w, len);
 	PT_ASSERT(w->pt->pool->used <= before + need);
 	(void)before;
 	return 0;
@@ -519,7 +572,7 @@ struct find_walk {
 };
 
 /* Stops (1) at the first present leaf. */
-static int find_entry(void *priv, uint64_t *pte, int level, uint64_t addr, uint64_t next)
+VISITOR int find_entry(void *priv, uint64_t *pte, int level, uint64_t addr, uint64_t next)
 {
 	struct find_walk *f = priv;
 	(void)next;
