@@ -51,7 +51,8 @@ uint64_t *pt_child(const struct pt *pt, uint64_t pte)
 	return pool_page(pt->pool, pte & PTE_ADDR_MASK);
 }
 
-uint64_t pte_make_leaf(uint64_t pa, int level, uint32_t opts)
+/* Inlined into the walks: a map writes one per leaf. */
+static inline uint64_t make_leaf(uint64_t pa, int level, uint32_t opts)
 {
 	uint64_t pte = pa | PTE_P;
 	if (level > PT_LEVEL_4K)
@@ -69,6 +70,11 @@ uint64_t pte_make_leaf(uint64_t pa, int level, uint32_t opts)
 	if (opts & PT_UC)
 		pte |= PTE_PWT | PTE_PCD;
 	return pte;
+}
+
+uint64_t pte_make_leaf(uint64_t pa, int level, uint32_t opts)
+{
+	return make_leaf(pa, level, opts);
 }
 
 uint32_t pte_leaf_opts(uint64_t pte, int level)
@@ -118,13 +124,16 @@ static inline __attribute__((always_inline)) int walk(const struct pt *pt, uint6
 		uint64_t next = pt_addr_end(addr, stop[level], level);
 		uint64_t *pte = &table[level][pt_index(addr, level)];
 		int ret = 0;
-		if (ops->skip_holes && !pte_present(*pte)) {
+		if (level == PT_LEVEL_4K && ops->leaf_run) {
+			/* The whole run, holes included, without reading it here: a
+			 * table's entries are often not in the cache, and the visitor
+			 * may know from the pool's bookkeeping what they hold. */
+			next = stop[level];
+			ret = ops->leaf_run(priv, pte, (unsigned)((next - addr) >> PT_PAGE_SHIFT), addr);
+		} else if (ops->skip_holes && !pte_present(*pte)) {
 			/* Jump over the run of holes in one tight loop. */
 			while (next < stop[level] && !pte_present(table[level][pt_index(next, level)]))
 				next = pt_addr_end(next, stop[level], level);
-		} else if (level == PT_LEVEL_4K && ops->leaf_run) {
-			next = stop[level];
-			ret = ops->leaf_run(priv, pte, (unsigned)((next - addr) >> PT_PAGE_SHIFT), addr);
 		} else {
 			ret = ops->entry(priv, pte, level, addr, next);
 		}
@@ -359,7 +368,7 @@ static void install_table(struct pt *pt, uint64_t *pte, int level)
 		uint32_t opts = pte_leaf_opts(*pte, level);
 		uint64_t pa = pte_addr(*pte, level);
 		for (int i = 0; i < PT_ENTRIES; i++)
-			table[i] = pte_make_leaf(pa + (uint64_t)i * pt_level_size(child), child, opts);
+			table[i] = make_leaf(pa + (uint64_t)i * pt_level_size(child), child, opts);
 		struct pool_page_info *info = pool_info(pt->pool, table);
 		info->count = PT_ENTRIES;
 		extent_add(info, 0, PT_ENTRIES);
@@ -395,12 +404,14 @@ VISITOR int set_leaf_run(void *priv, uint64_t *ptes, unsigned n, uint64_t addr)
 	unsigned i = entry_index(ptes);
 	unsigned before = run_present(info, ptes, i, n);
 	if (w->clear) {
+		if (before == 0) /* all holes, so all zero already */
+			return 0;
 		memset(ptes, 0, n * sizeof(*ptes));
 		info->count = (uint16_t)(info->count - before);
 		extent_clear(info, i, i + n);
 		return 0;
 	}
-	uint64_t pte = pte_make_leaf(w->pa + (addr - w->va), PT_LEVEL_4K, w->opts);
+	uint64_t pte = make_leaf(w->pa + (addr - w->va), PT_LEVEL_4K, w->opts);
 	for (unsigned k = 0; k < n; k++, pte += PT_PAGE_SIZE)
 		ptes[k] = pte;
 	info->count = (uint16_t)(info->count + n - before);
@@ -412,7 +423,7 @@ VISITOR int set_entry(void *priv, uint64_t *pte, int level, uint64_t addr, uint6
 {
 	struct set_walk *w = priv;
 	if (!pte_is_table(*pte, level) && leaf_fits(w, level, addr, next)) {
-		entry_set(w->pt->pool, pte, w->clear ? 0 : pte_make_leaf(w->pa + (addr - w->va), level, w->opts));
+		entry_set(w->pt->pool, pte, w->clear ? 0 : make_leaf(w->pa + (addr - w->va), level, w->opts));
 		return 0;
 	}
 	if (w->clear && !pte_present(*pte))
@@ -455,7 +466,7 @@ VISITOR int settle_entry(void *priv, uint64_t *pte, int level, uint64_t addr)
 		pool_give(pt->pool, table);
 	} else if (count == PT_ENTRIES && level <= pt->max_leaf && table_is_uniform(table, level - 1)) {
 		uint64_t first = table[0];
-		entry_set(pt->pool, pte, pte_make_leaf(pte_addr(first, level - 1), level, pte_leaf_opts(first, level - 1)));
+		entry_set(pt->pool, pte, make_leaf(pte_addr(first, level - 1), level, pte_leaf_opts(first, level - 1)));
 		pool_give(pt->pool, table);
 	}
 	return 0;
