@@ -261,7 +261,9 @@ static int ncold;
 static struct pool pool;
 static struct pt pt;
 static struct naive nv;
-static uint64_t *floor_buf; /* 513 pages: a PD then 512 page tables */
+#define FLOOR_PAGES 2048
+static uint64_t *floor_buf;             /* FLOOR_PAGES pages */
+static uint32_t floor_page[513];        /* "stores": the PD, then 512 page tables, scattered */
 
 static void die(const char *what, int err)
 {
@@ -294,24 +296,38 @@ static double run(int subject, const struct op *ops, size_t n, bool map)
 	return t1 - t0;
 }
 
-/* The floors of a 1 GiB map: `tables` table pages of 512 entries each. */
+/* The floors of a 1 GiB map: `tables` table pages of 512 entries each (512
+ * page tables under a PD for 4 KiB entries, or the PD alone for 2 MiB
+ * leaves). memset: the entry bytes as one contiguous block. stores: 8-byte
+ * entry stores page by page into table pages scattered over an 8 MiB area
+ * in random order (as pages from a pool's free list are), plus the link to
+ * each page table in the PD, in the same loop shape as the engine's runs. */
 static double run_floor(int subject, unsigned tables, uint64_t pa, bool map)
 {
-	uint64_t step = tables == 1 ? M2 : K4;
+	uint64_t *pd = floor_buf + 512 * (size_t)floor_page[0];
 	double t0 = now_ns();
 	if (subject == S_MEMSET) {
-		memset(floor_buf + (tables > 1 ? 512 : 0), map ? 0x11 : 0, (size_t)tables * K4);
+		memset(floor_buf, map ? 0x11 : 0, (size_t)tables * K4);
 	} else if (tables == 1) {
-		uint64_t pte = map ? pa | LEAF_FLAGS | PTE_PS : 0;
-		for (unsigned i = 0; i < 512; i++, pte += map ? step : 0)
-			floor_buf[i] = pte;
+		if (map) {
+			uint64_t pte = pa | LEAF_FLAGS | PTE_PS;
+			for (unsigned i = 0; i < 512; i++, pte += M2)
+				pd[i] = pte;
+		} else {
+			memset(pd, 0, K4);
+		}
 	} else {
-		uint64_t pte = map ? pa | LEAF_FLAGS : 0;
+		uint64_t pte = pa | LEAF_FLAGS;
 		for (unsigned t = 0; t < tables; t++) {
-			uint64_t *page = floor_buf + 512 * (1 + t);
-			for (unsigned i = 0; i < 512; i++, pte += map ? step : 0)
-				page[i] = pte;
-			floor_buf[t] = map ? (NAIVE_PA + (1 + t) * K4) | TABLE_FLAGS : 0;
+			uint64_t *page = floor_buf + 512 * (size_t)floor_page[1 + t];
+			if (map) {
+				for (unsigned i = 0; i < 512; i++, pte += K4)
+					page[i] = pte;
+				pd[t] = (NAIVE_PA + floor_page[1 + t] * K4) | TABLE_FLAGS;
+			} else {
+				memset(page, 0, K4);
+				pd[t] = 0;
+			}
 		}
 	}
 	__asm__ volatile("" ::"r"(floor_buf) : "memory");
@@ -436,7 +452,16 @@ int main(void)
 	nv.arena = map_populated(POOL_PAGES * K4);
 	nv.next = 1;
 	naive_reset(&nv);
-	floor_buf = map_populated(513 * K4);
+	floor_buf = map_populated(FLOOR_PAGES * K4);
+	for (uint32_t i = 0, n = 0; n < 513; i++) { /* 513 distinct random pages */
+		uint32_t pg = (uint32_t)(rnd() % FLOOR_PAGES);
+		bool dup = false;
+		for (uint32_t k = 0; k < n; k++)
+			dup = dup || floor_page[k] == pg;
+		if (!dup)
+			floor_page[n++] = pg;
+		(void)i;
+	}
 
 	struct oplist a, c, d, e;
 	oplist_make(&a, 1, "(a)");
@@ -450,7 +475,7 @@ int main(void)
 
 	touch_add(mem, pool_bytes(POOL_PAGES));
 	touch_add(nv.arena, POOL_PAGES * K4);
-	touch_add(floor_buf, 513 * K4);
+	touch_add(floor_buf, FLOOR_PAGES * K4);
 	touch_add(a.map, 2 * sizeof(struct op));
 	touch_add(c.map, 2 * sizeof(struct op));
 	touch_add(d.map, 2 * d.n * sizeof(struct op));
@@ -472,7 +497,7 @@ int main(void)
 	printf("bench pt: %d rounds, subjects interleaved in each round; medians [min-max] in microseconds per op\n",
 	       rounds);
 	printf("  flushed: clflushopt of every byte the subjects touch (%.1f MiB) before each timed op; L3 reported: %zu KiB\n",
-	       (double)(touched[0].len + touched[1].len + 513 * K4 + 2 * (d.n + e.n) * sizeof(struct op)) / (1 << 20),
+	       (double)(touched[0].len + touched[1].len + FLOOR_PAGES * K4 + 2 * (d.n + e.n) * sizeof(struct op)) / (1 << 20),
 	       llc / 1024);
 	fflush(stdout);
 
