@@ -282,7 +282,6 @@ struct fz {
 	struct region sorted[MAX_HREG];
 	struct phys_region phys[2 * MAX_HOST + 8];
 	struct pool pool;
-	bool have_pool;
 	struct pt pt;
 	bool have_pt;
 	struct slots slots;
@@ -1091,8 +1090,19 @@ static void run_mapall_region(struct fz *f, const struct phys_region *r)
 
 /* ---- the hooks ---- */
 
+/* Memory reused by every input (each starts from an empty model; only the
+ * allocations survive, so that no input pays for them): the model, the
+ * recorder and one pool with room for the largest bound an input may use,
+ * reserved once (its pages are touched as inputs use them, and pool_reset
+ * costs what the last input used). */
+static struct fz fz_state;
+
 int fuzz_init(void)
 {
+	if (pool_init_mmap(&fz_state.pool, 1u << 20, 0x1000)) {
+		fprintf(stderr, "fuzz_slots: cannot reserve the pool\n");
+		return 1;
+	}
 	return 0;
 }
 
@@ -1137,9 +1147,6 @@ static void reader_start(struct fz *f) { (void)f; }
 static void reader_stop(struct fz *f) { (void)f; }
 #endif
 
-/* Memory reused by every input (each starts from an empty model; only the
- * allocations survive, so that no input pays for them). */
-static struct fz fz_state;
 static int32_t fz_bhash[BHASH];
 static struct kslot fz_kvm[512];
 static uint32_t fz_kvm_used[512];
@@ -1149,13 +1156,13 @@ static void teardown(struct fz *f)
 	reader_stop(f);
 	if (f->have_slots)
 		slots_destroy(&f->slots);
-	if (f->have_pt) {
+	/* pt_destroy gives every page back (checked) on small trees; the next
+	 * input's pool_reset clears what is left. */
+	if (f->have_pt && f->pool.used <= CHECK_BUDGET) {
 		pt_destroy(&f->pt);
 		if (f->pool.used)
 			fz_fail(f, "accounting: pt_destroy left %u pages in use", f->pool.used);
 	}
-	if (f->have_pool)
-		pool_destroy(&f->pool);
 	/* Empty the reused model and recorder: what this input filled. */
 	for (size_t i = 0; i < f->nblocks; i++) {
 		uint32_t h = bhash_at(f->blocks[i].pa);
@@ -1172,8 +1179,9 @@ int fuzz_one(const uint8_t *data, size_t size, FILE *trace)
 	struct fz *f = &fz_state;
 	struct mblock *blocks = f->blocks;
 	size_t cap_blocks = f->cap_blocks;
+	struct pool pool = f->pool;
 	memset(f, 0, sizeof(*f));
-	f->blocks = blocks, f->cap_blocks = cap_blocks;
+	f->blocks = blocks, f->cap_blocks = cap_blocks, f->pool = pool;
 	f->bhash = fz_bhash, f->kvm = fz_kvm, f->kvm_used = fz_kvm_used;
 	f->data = data;
 	f->size = size;
@@ -1252,9 +1260,8 @@ int fuzz_one(const uint8_t *data, size_t size, FILE *trace)
 			(unsigned long long)f->bound, (unsigned long long)want_bound);
 	if (f->bound > (1u << 20))
 		goto out;
-	if (pool_init_mmap(&f->pool, (uint32_t)f->bound, 0x1000))
-		abort();
-	f->have_pool = true;
+	if (pool_reset(&f->pool, (uint32_t)f->bound, 0x1000))
+		fz_fail(f, "pool_reset(%llu) failed", (unsigned long long)f->bound);
 	rc = pt_init(&f->pt, &f->pool, 4, f->h.huge_1g);
 	if (rc)
 		fz_fail(f, "pt_init in a pool of the bound (%llu) returned %d", (unsigned long long)f->bound, rc);
