@@ -57,8 +57,11 @@
 /* Work cap: leaves one map may write (the canonical form's leaves of its
  * range, counted before it runs) and all maps of an input together: about
  * 1 ms here with every check. A map over OP_CAP, or past WORK_CAP, is cut
- * to the pages that fit (one big map must not starve the rest). */
+ * to the pages that fit; past WORK_CAP each map still gets OP_FLOOR leaves
+ * (the rest of the input keeps running: a 512 GiB map of 1 GiB leaves
+ * after a few big 4 KiB ones, say). At most WORK_CAP + MAX_OPS * OP_FLOOR. */
 #define OP_CAP      1024
+#define OP_FLOOR    16
 #define WORK_CAP    8192
 #define CUT_SKIP    (~0ull)
 /* Per-input budgets of the oracles that are not exact per operation: core's
@@ -881,8 +884,9 @@ static uint64_t map_leaves(uint64_t va, uint64_t len, uint64_t d, bool huge_1g)
 }
 
 /* What the work cap does to a map: 0 runs it as decoded, else the length
- * it runs with (the most pages whose leaves fit), CUT_SKIP when not one
- * page fits. Charges what runs. Unmaps and bad maps run as decoded. */
+ * it runs with (the most pages whose leaves fit; the search takes any count
+ * that fits, the leaves of a prefix are not monotonic in its length).
+ * Charges what runs. Unmaps and bad maps run as decoded. */
 static uint64_t work_cap(struct fz *f, const struct op *op)
 {
 	if (!is_map(op->kind) || want_map(op->va, op->len, op->pa, op->opts))
@@ -890,6 +894,8 @@ static uint64_t work_cap(struct fz *f, const struct op *op)
 	uint64_t left = f->work < WORK_CAP ? WORK_CAP - f->work : 0;
 	if (left > OP_CAP)
 		left = OP_CAP;
+	if (left < OP_FLOOR)
+		left = OP_FLOOR;
 	uint64_t va = lin(op->va), d = op->pa - op->va;
 	uint64_t n = map_leaves(va, op->len, d, f->h.huge_1g);
 	if (n <= left) {
