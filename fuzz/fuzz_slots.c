@@ -56,6 +56,7 @@
 /* Work cap: table entries an input may have written (legacy init, faults,
  * map_physical), about 1 ms here with every check; see fuzz/README.md. */
 #define WORK_CAP  4096
+#define OP_FLOOR  64       /* past WORK_CAP, work an operation may still do */
 #define CHECK_BUDGET 64    /* tables check_slots may walk on `check` ops, per input */
 #define BHASH     4096     /* model blocks by PA: open addressing, power of two */
 #define CUT_SKIP  (~0ull)
@@ -732,7 +733,11 @@ static uint64_t block_cost(struct fz *f, const struct phys_block *b)
  * else map_physical's length cut to the blocks that fit. Charges the work. */
 static uint64_t work_cap(struct fz *f, const struct op *op)
 {
-	uint64_t left = WORK_CAP - f->work, cost = 0;
+	/* Past the cap an operation still gets OP_FLOOR (a small block, a
+	 * check of a few blocks): the rest of the input keeps running. */
+	uint64_t left = f->work < WORK_CAP ? WORK_CAP - f->work : 0, cost = 0;
+	if (left < OP_FLOOR)
+		left = OP_FLOOR;
 	switch (op->kind) {
 	case OP_FAULT_IN:
 	case OP_FAULT_VA:
