@@ -9,7 +9,8 @@
  * insert a new one, delete, duplicate, swap two, splice a run of items from
  * another input; moves a VALUE field (address, length, PA) to the nearest
  * boundary (4 KiB, 2 MiB, 1 GiB, 512 GiB or a canonical edge, sometimes a
- * page off it); flips one permission bit of a BITS field. One to three of
+ * page off it) or by a power of two of pages; flips one permission bit of a
+ * BITS field. One to three of
  * those are stacked; about a fifth of the time it falls back to byte
  * mutation (libFuzzer's own LLVMFuzzerMutate; a small havoc of its own
  * under AFL++, which also runs its havoc stage after ours).
@@ -133,11 +134,17 @@ static const uint64_t EDGES[] = {
 };
 
 /* v moved to a boundary near it: rounded to a unit (down, up or nearest) or
- * the nearest canonical edge; a third of the time a page off it. */
+ * the nearest canonical edge, a third of the time a page off it; or moved
+ * by a power of two of pages (so that it lands half-way between two 2 MiB or
+ * 1 GiB boundaries: congruent to a smaller unit only). */
 static uint64_t boundary(struct mut *m, uint64_t v)
 {
 	uint64_t r;
-	uint32_t how = below(m, 4);
+	uint32_t how = below(m, 5);
+	if (how == 4) {
+		uint64_t d = 0x1000ull << below(m, 19);
+		return below(m, 2) ? v + d : v - d;
+	}
 	if (how < 3) {
 		uint64_t u = UNITS[below(m, 4)];
 		uint64_t down = v & ~(u - 1), up = down + u;
