@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The kvmrt command's interface: the last line is exactly
-# "exits: mmio=N pf=N io=N internal=N other=N", and the exit statuses are
+# "exits: mmio=N pf=N io=N internal=N other=N shootdowns=N reclaimed=N", and the exit statuses are
 # 0 ok, 1 failure, 2 usage, 3 emulation failure, 77 no usable /dev/kvm.
 # Runs build/kvmrt (release). Debug: run the failing command line by hand.
 set -u
@@ -27,12 +27,14 @@ run() {
 }
 n='[0-9]+'
 pos='[1-9][0-9]*'
-run 0 "^exits: mmio=0 pf=$pos io=$n internal=0 other=$n\$" run touch --check
-run 0 "^exits: mmio=0 pf=$pos io=$n internal=0 other=$n\$" run rep-movs --vcpus 2
-run 0 "^exits: mmio=$pos pf=0 io=$n internal=0 other=$n\$" run touch --legacy
-run 3 "^exits: mmio=$pos pf=0 io=$n internal=$pos other=$n\$" run xsave --legacy
-run 0 "^exits: mmio=0 pf=$n io=$n internal=0 other=$n\$" run unmapped
-KVMRT_CHECK=1 run 0 "^exits: mmio=0 pf=$pos io=$n internal=0 other=$n\$" run race --cpl 3
+run 0 "^exits: mmio=0 pf=$pos io=$n internal=0 other=$n shootdowns=0 reclaimed=0\$" run touch --check
+run 0 "^exits: mmio=0 pf=$pos io=$n internal=0 other=$n shootdowns=0 reclaimed=0\$" run rep-movs --vcpus 2
+run 0 "^exits: mmio=$pos pf=0 io=$n internal=0 other=$n shootdowns=0 reclaimed=0\$" run touch --legacy
+run 3 "^exits: mmio=$pos pf=0 io=$n internal=$pos other=$n shootdowns=0 reclaimed=0\$" run xsave --legacy
+run 0 "^exits: mmio=0 pf=$n io=$n internal=0 other=$n shootdowns=0 reclaimed=0\$" run unmapped
+KVMRT_CHECK=1 run 0 "^exits: mmio=0 pf=$pos io=$n internal=0 other=$n shootdowns=0 reclaimed=0\$" run race --cpl 3
+run 0 "^exits: mmio=0 pf=$n io=$n internal=0 other=$n shootdowns=$pos reclaimed=$pos\$" run collapse-race --vcpus 4 --check
+run 0 "^exits: mmio=0 pf=$pos io=$n internal=0 other=$n shootdowns=$pos reclaimed=$pos\$" run unmap-race --vcpus 4 --check
 run 2 "" run no-such-scenario
 run 2 "" run touch --cpl 1
 out=$("$bin" run unmapped 2>&1)
