@@ -28,7 +28,8 @@ coverage:
 oss-fuzz-local:
 	@ci/oss-fuzz-local
 
-# Check-time tests of the scripts above (toy target with planted bugs).
+# Check-time tests of the scripts above (toy target with planted bugs), and
+# of the Makefile's default goal and help.
 CAMPAIGN_TESTS := ci/tests/test-triage ci/tests/test-regression ci/tests/test-campaign
-TESTS += $(CAMPAIGN_TESTS)
+TESTS += $(CAMPAIGN_TESTS) ci/tests/test-make
 CHECK_DEPS += $(B)/kvmpt-trace

@@ -90,7 +90,7 @@ int pool_init_mmap(struct pool *p, uint32_t capacity, uint64_t pa_base)
 {
 	if (capacity == 0)
 		return -EINVAL;
-	void *mem = mmap(NULL, pool_bytes(capacity), PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	void *mem = mmap(NULL, pool_bytes(capacity), PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
 	if (mem == MAP_FAILED)
 		return -ENOMEM;
 	int ret = pool_setup(p, mem, capacity, pa_base); /* mmap memory is zero */
