@@ -461,17 +461,24 @@ static void kvmrt_on_leave(void *ctx, struct vcpu *v)
 		sched_yield();
 }
 
-static void kvmrt_kick(void *ctx, unsigned i)
+static bool kvmrt_kick(void *ctx, unsigned i)
 {
 	struct kvmrt *rt = ctx;
 	struct vcpu *v = &rt->vcpus[i];
+	bool other = true;
 
 	atomic_store(&rt->kicking[i], 1);
 	if (atomic_load(&rt->sd[i].state) == SD_IN) {
-		__atomic_store_n(&v->run->immediate_exit, 1, __ATOMIC_SEQ_CST);
-		pthread_kill(__atomic_load_n(&rt->runner[i], __ATOMIC_SEQ_CST), KVMRT_KICK_SIGNAL);
+		pthread_t t = __atomic_load_n(&rt->runner[i], __ATOMIC_SEQ_CST);
+		/* Our own vCPU (a call's host code unmapping): between runs. */
+		other = !pthread_equal(t, pthread_self());
+		if (other) {
+			__atomic_store_n(&v->run->immediate_exit, 1, __ATOMIC_SEQ_CST);
+			pthread_kill(t, KVMRT_KICK_SIGNAL);
+		}
 	}
 	atomic_store(&rt->kicking[i], 0);
+	return other;
 }
 
 /* PVM (shadow paging): KVM never sees our host-side table writes, and a
@@ -507,15 +514,42 @@ uint32_t kvmrt_shootdown(struct kvmrt *rt)
 }
 
 /* One engine operation under the slot lock; -ENOMEM with pages retired:
- * reclaim them (a shootdown) and try once more. */
-static int kvmrt_pt_op(struct kvmrt *rt, bool unmap, uint64_t va, uint64_t len, uint64_t pa, uint32_t opts)
+ * reclaim them (a shootdown) and try once more. protect: va's current leaf
+ * (looked up under the lock) is mapped again with opts up to len; *done says
+ * how far that got (the leaf's end or len), *lost whether rights went. */
+struct kvmrt_op {
+	bool unmap;
+	uint64_t va, len;
+	uint32_t opts;      /* protect */
+	uint64_t done;      /* protect: bytes from va handled */
+	bool lost;          /* protect: a translation lost rights */
+};
+
+static int kvmrt_pt_locked(struct kvmrt *rt, struct kvmrt_op *o)
+{
+	if (o->unmap)
+		return pt_unmap(&rt->pt, o->va, o->len);
+	struct pt_leaf leaf;
+	if (pt_lookup(&rt->pt, o->va, &leaf)) {
+		o->done = 4096;
+		return 0;
+	}
+	uint64_t end = leaf.va + leaf.size - o->va < o->len ? leaf.va + leaf.size : o->va + o->len;
+	o->done = end - o->va;
+	if (leaf.opts == o->opts)
+		return 0;
+	o->lost |= (leaf.opts & ~o->opts & (PT_W | PT_X | PT_USER)) != 0;
+	return pt_map(&rt->pt, o->va, end - o->va, leaf.pa + (o->va - leaf.va), o->opts);
+}
+
+static int kvmrt_pt_op(struct kvmrt *rt, struct kvmrt_op *o)
 {
 	sigset_t old;
 	int err;
 
 	for (int attempt = 0;; attempt++) {
 		slots_lock(&rt->slots, &old);
-		err = unmap ? pt_unmap(&rt->pt, va, len) : pt_map(&rt->pt, va, len, pa, opts);
+		err = kvmrt_pt_locked(rt, o);
 		slots_unlock(&rt->slots, &old);
 		if (err != -ENOMEM || attempt || !pool_retired(&rt->pool))
 			return err;
@@ -536,7 +570,8 @@ int kvmrt_unmap(struct kvmrt *rt, uint64_t va, uint64_t len)
 	 * bound (docs/live-tables.md). */
 	if (pool_retired(&rt->pool))
 		kvmrt_shootdown(rt);
-	int err = kvmrt_pt_op(rt, true, va, len, 0, 0);
+	struct kvmrt_op o = { .unmap = true, .va = va, .len = len };
+	int err = kvmrt_pt_op(rt, &o);
 	if (err)
 		return err;
 	kvmrt_shootdown(rt);
@@ -566,20 +601,20 @@ int kvmrt_protect(struct kvmrt *rt, uint64_t va, uint64_t len, unsigned perms)
 		uint32_t want = slots_opts(&rt->slots, b.kind);
 		want &= ~(uint32_t)(PT_W | PT_X) | perms; /* never more than the region allows */
 		for (uint64_t p = cur; p < chunk_end && !err;) {
-			struct pt_leaf leaf;
-			if (pt_lookup(&rt->pt, p, &leaf)) {
-				uint64_t q = (p | (m2 - 1)) + 1 < chunk_end ? (p | (m2 - 1)) + 1 : chunk_end;
-				bool empty = false;
-				pt_is_empty(&rt->pt, p, q - p, &empty);
-				p = empty ? q : p + 4096;
+			/* Holes a 2 MiB piece at a time (a lock-free look that
+			 * only skips: a block a fault maps meanwhile gets its
+			 * region's permissions, as any block faulted later). */
+			uint64_t q = (p | (m2 - 1)) + 1 < chunk_end ? (p | (m2 - 1)) + 1 : chunk_end;
+			bool empty = false;
+			pt_is_empty(&rt->pt, p, q - p, &empty);
+			if (empty) {
+				p = q;
 				continue;
 			}
-			uint64_t run_end = leaf.va + leaf.size < chunk_end ? leaf.va + leaf.size : chunk_end;
-			if (leaf.opts != want) {
-				downgraded |= (leaf.opts & ~want & (PT_W | PT_X | PT_USER)) != 0;
-				err = kvmrt_pt_op(rt, false, p, run_end - p, leaf.pa + (p - leaf.va), want);
-			}
-			p = run_end;
+			struct kvmrt_op o = { .va = p, .len = chunk_end - p, .opts = want };
+			err = kvmrt_pt_op(rt, &o);
+			downgraded |= o.lost;
+			p += o.done;
 		}
 		cur = chunk_end;
 	}
@@ -641,7 +676,8 @@ static int kvmrt_map_system(struct kvmrt *rt, char *why, size_t len)
  * EINTR), unless the program installed its own. */
 static void kvmrt_install_kick(void)
 {
-	struct sigaction old, sa = { .sa_handler = kvmrt_kick_handler, .sa_flags = SA_ONSTACK };
+	/* SA_RESTART for the host's own syscalls; KVM_RUN returns EINTR anyway. */
+	struct sigaction old, sa = { .sa_handler = kvmrt_kick_handler, .sa_flags = SA_ONSTACK | SA_RESTART };
 
 	sigemptyset(&sa.sa_mask);
 	if (sigaction(KVMRT_KICK_SIGNAL, NULL, &old) == 0 && old.sa_handler == SIG_DFL)

@@ -75,7 +75,8 @@ int kvmrt_call(struct kvmrt *rt, kvmrt_fn fn, uint64_t arg, uint64_t *ret, struc
  * [va, va+len) (page-aligned) and the guest must follow: the table entries
  * go (unmap) or lose rights (protect: perms is PT_R with PT_W or PT_X from
  * core/pt.h, never more than the region allows; pages without entries stay
- * without), then every vCPU that runs guest code is kicked out (signal +
+ * without, and a block first faulted later gets the permissions its region
+ * had at kvmrt_open), then every vCPU that runs guest code is kicked out (signal +
  * immediate_exit) and flushes before it runs guest code again, and only then
  * are the table pages the change freed reused. When it returns, no vCPU can
  * use an old translation. A later guest access to an unmapped page comes

@@ -51,7 +51,8 @@ uint64_t sd_shootdown(struct sd_cpu *cpus, unsigned n, struct pool *p, sd_flush_
 		 * covers ours. */
 		while (atomic_load(&c->state) == SD_IN && atomic_load(&c->flushed) < e) {
 			if (waited >= rekick_us) {
-				kick(ctx, i);
+				if (!kick(ctx, i))
+					break; /* the caller's own vCPU */
 				sent++;
 				waited = 0;
 			}

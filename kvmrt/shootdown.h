@@ -47,8 +47,11 @@ void sd_flushed(struct sd_cpu *c, uint64_t epoch);
 /* vCPU thread: no guest code runs on it until the next sd_enter. */
 void sd_leave(struct sd_cpu *c);
 
-/* Kicks vCPU i out of the guest (signal + immediate_exit in kvmrt). */
-typedef void (*sd_kick_fn)(void *ctx, unsigned i);
+/* Kicks vCPU i out of the guest (signal + immediate_exit in kvmrt). Returns
+ * false when vCPU i is run by the calling thread: it is between two runs
+ * (it is here), so it passes the flush point before its next entry and
+ * need not be waited for (waiting would never end). */
+typedef bool (*sd_kick_fn)(void *ctx, unsigned i);
 /* Optional: a flush of every vCPU at once that the backend offers (kvmrt on
  * PVM: dropping every shadow page); runs after the new epoch starts, so it
  * covers every page retired before it. */

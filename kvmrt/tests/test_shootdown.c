@@ -38,10 +38,11 @@ struct sim {
 	_Atomic uint64_t next_tag;
 };
 
-static void kick(void *ctx, unsigned i)
+static bool kick(void *ctx, unsigned i)
 {
 	struct sim *s = ctx;
 	atomic_store(&s->exit_req[i], 1);
+	return true;
 }
 
 /* Tag layout: word 1 = tag, word 2 = ~tag (a torn or reused page fails). */
