@@ -348,6 +348,7 @@ const char *check_range(const struct pt *pt, const struct shadow *sh, uint64_t v
 #define REBUILD_LEVEL PT_LEVEL_1G          /* chunk = one entry at this level */
 #define REBUILD_CHUNK_PAGES (PT_ENTRIES + 2 * PT_MAX_LEVELS + 8)  /* one chunk needs at most */
 #define REBUILD_POOL  4096   /* 16 MiB reserved, touched as needed: several chunks a window */
+#define REBUILD_PA_BASE 0x100000000ull  /* any: table addresses are not compared */
 
 struct rebuild_walk {
 	const struct pt *self, *other;
@@ -479,7 +480,7 @@ const char *check_rebuild_progress(const struct pt *pt, const struct shadow *sh,
 	const uint64_t chunk = pt_level_size(REBUILD_LEVEL);
 	uint64_t want[PT_MAX_LEVELS] = { 0 }, region[PT_MAX_LEVELS];
 	snprintf(buf, len, "canonical: could not rebuild (out of memory)");
-	if (pool_init_mmap(&pool, REBUILD_POOL, pt->pool->pa_base) ||
+	if (pool_init_mmap(&pool, REBUILD_POOL, REBUILD_PA_BASE) ||
 	    pt_init(&fresh, &pool, pt->levels, pt->max_leaf == PT_LEVEL_1G))
 		goto out;
 	for (int l = 0; l < PT_MAX_LEVELS; l++)
@@ -487,7 +488,7 @@ const char *check_rebuild_progress(const struct pt *pt, const struct shadow *sh,
 	struct rebuild_run run = { .pt = pt, .sh = sh, .next = shadow_first(sh) };
 	bool have = rebuild_next_run(&run);
 	uint64_t first = have ? run.lin & ~(chunk - 1) : 0, total = 0;
-	if (have && sh->tail) {
+	if (have) {
 		const struct shadow_range *last = shadow_last(sh);
 		total = pt_linear(pt, last->va) + last->len - first;
 	}
