@@ -23,7 +23,7 @@
  * check (every table referenced once, in use, non-empty), check_tables,
  * check_rebuild, and pt_destroy giving every page back.
  *
- * Live tables (header flag bit 3): the pool retires freed table pages
+ * Live tables (header flag bit 7): the pool retires freed table pages
  * (pool_defer) and three simulated vCPUs walk addresses and pass flush
  * points between the operations (core/tlb.c). The harness plays the
  * runtime: an unmap, or a map over a range that had translations, is
@@ -79,7 +79,7 @@ enum {
 	OP_REMAP,      /* map the previous range again with new PA and options */
 	OP_CHECK,
 	OP_COUNT,
-	/* live tables only (header flag bit 3): op = u8 % OP_COUNT_LIVE */
+	/* live tables only (header flag bit 7): op = u8 % OP_COUNT_LIVE */
 	OP_VCPU_WALK = OP_COUNT,
 	OP_VCPU_FLUSH,
 	OP_COUNT_LIVE
@@ -126,7 +126,7 @@ static void dec_header(struct fuzz_in *in, struct header *h)
 	uint8_t flags = fuzz_u8(in), pool = fuzz_u8(in);
 	h->huge_1g = !(flags & 1);
 	h->pa_base = POOL_PA[(flags >> 1) & 3];
-	h->live = flags & 8;
+	h->live = flags & 0x80; /* bit 7: no older input has it (crashes/fuzz_pt has bit 3 set) */
 	/* 0x00-0x7f: the default; 0x80-0xef: 1..112 pages (ENOMEM); 0xf0-: big. */
 	h->cap = pool < 0x80 ? DEFAULT_POOL : pool < 0xf0 ? (uint32_t)pool - 0x7f : BIG_POOL;
 }
@@ -1267,7 +1267,7 @@ int fuzz_encode(const char *text, struct fuzz_out *out, char *err, size_t errlen
 			op.kind = OP_CHECK;
 			bad = fuzz_put_u8(out, OP_CHECK);
 		} else if (!strcmp(w[0], "vcpus") && nw == 2) {
-			out->p[0] |= 8; /* live tables (always LIVE_VCPUS vCPUs) */
+			out->p[0] |= 0x80; /* live tables (always LIVE_VCPUS vCPUs) */
 			ds.live = true;
 			continue;
 		} else if (!strcmp(w[0], "vcpu") && nw == 3 && !strcmp(w[2], "flush")) {
