@@ -28,8 +28,9 @@
  * (e) 2,000 regions of 4 KiB-16 MiB (log-uniform), misaligned, one per
  * 64 GiB slot of the lower 128 TiB, PA = VA (2 MiB leaves in the middle),
  * map in random order then unmap. BENCH_ROUNDS sets the rounds (default 15).
- * Figures, not tests: the machine may be loaded; compare ratios within one
- * run. */
+ * Times are the thread's CPU time (see now_ns). Figures, not tests: the
+ * machine may be loaded; compare ratios within one run. docs/bench-pt.md
+ * has the figures and how to read them. */
 
 #include <errno.h>
 #include <stdint.h>
