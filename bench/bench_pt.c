@@ -28,7 +28,8 @@
  * (e) 2,000 regions of 4 KiB-16 MiB (log-uniform), misaligned, one per
  * 64 GiB slot of the lower 128 TiB, PA = VA (2 MiB leaves in the middle),
  * map in random order then unmap. BENCH_ROUNDS sets the rounds (default 15).
- * Times are the thread's CPU time (see now_ns). Figures, not tests: the
+ * Wall-clock times; samples taken while the thread was descheduled are
+ * dropped (see now_ns). Figures, not tests: the
  * machine may be loaded; compare ratios within one run. docs/bench-pt.md
  * has the figures and how to read them. */
 
@@ -38,6 +39,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -58,17 +60,25 @@
 #define LEAF_FLAGS (PTE_P | PTE_RW | PTE_NX)
 #define TABLE_FLAGS (PTE_P | PTE_RW | PTE_US)
 
-/* The thread's CPU time: on a machine shared with other jobs, time spent
- * descheduled would otherwise swamp the figures (wall-clock maxima were 10x
- * the medians). The read costs a system call; its median cost is measured
- * at start and taken off every sample. */
-static double clock_overhead;
+/* Wall-clock time (vDSO, cheap). On a machine shared with other jobs a
+ * sample during which this thread was descheduled says nothing about the
+ * code (wall-clock maxima were 10x the medians): every timed op notes the
+ * thread's context switches around it, and such samples are dropped. */
 static double now_ns(void)
 {
 	struct timespec ts;
-	clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (double)ts.tv_sec * 1e9 + (double)ts.tv_nsec;
 }
+
+static long switches(void)
+{
+	struct rusage ru;
+	getrusage(RUSAGE_THREAD, &ru);
+	return ru.ru_nivcsw; /* preemptions; a page fault may block (voluntary) and that is its cost */
+}
+
+static int dropped;
 
 static uint64_t rng = 0x9e3779b97f4a7c15ull;
 static uint64_t rnd(void)
@@ -280,6 +290,7 @@ static void die(const char *what, int err)
 /* One op of a workload by one subject; returns its time in ns. */
 static double run(int subject, const struct op *ops, size_t n, bool map)
 {
+	long sw = switches();
 	double t0 = now_ns();
 	if (subject == S_ENGINE) {
 		for (size_t i = 0; i < n; i++) {
@@ -297,9 +308,10 @@ static double run(int subject, const struct op *ops, size_t n, bool map)
 		}
 	}
 	double t1 = now_ns();
+	bool preempted = switches() != sw;
 	if (subject == S_NAIVE && !map)
 		naive_reset(&nv);
-	return t1 - t0;
+	return preempted ? -1 : t1 - t0;
 }
 
 /* The floors of a 1 GiB map: `tables` table pages of 512 entries each (512
@@ -311,6 +323,7 @@ static double run(int subject, const struct op *ops, size_t n, bool map)
 static double run_floor(int subject, unsigned tables, uint64_t pa, bool map)
 {
 	uint64_t *pd = floor_buf + 512 * (size_t)floor_page[0];
+	long sw = switches();
 	double t0 = now_ns();
 	if (subject == S_MEMSET) {
 		memset(floor_buf, map ? 0x11 : 0, (size_t)tables * K4);
@@ -337,13 +350,18 @@ static double run_floor(int subject, unsigned tables, uint64_t pa, bool map)
 		}
 	}
 	__asm__ volatile("" ::"r"(floor_buf) : "memory");
-	return now_ns() - t0;
+	double t1 = now_ns();
+	return switches() != sw ? -1 : t1 - t0;
 }
 
+/* ns < 0: the sample was dropped. */
 static void record(int w, int s, int c, double ns)
 {
 	int *k = &nsamples[w][s][c];
-	ns -= clock_overhead;
+	if (ns < 0) {
+		dropped++;
+		return;
+	}
 	if (*k < MAX_ROUNDS)
 		samples[w][s][c][(*k)++] = ns;
 }
@@ -389,9 +407,11 @@ static void cold_row(void)
 	int err = pool_init_mmap(&cp, 1024, POOL_PA);
 	if (err || (err = pt_init(&cpt, &cp, 4, true)))
 		die("cold pool", err);
+	long sw = switches();
 	double t0 = now_ns();
 	err = pt_map(&cpt, G1, G1, 4 * G1 + K4, PT_R | PT_W);
 	double t1 = now_ns();
+	bool preempted = switches() != sw;
 	if (err)
 		die("cold pt_map", err);
 	pt_destroy(&cpt);
@@ -400,16 +420,31 @@ static void cold_row(void)
 	err = pool_init_mmap(&cp, 1024, POOL_PA);
 	if (err)
 		die("prefault pool", err);
+	sw = switches();
 	double t2 = now_ns();
 	err = pool_prefault(&cp);
 	double t3 = now_ns();
+	preempted = preempted || switches() != sw;
 	if (err)
 		die("pool_prefault", err);
 	pool_destroy(&cp);
-	if (ncold < MAX_ROUNDS) {
+	if (preempted)
+		dropped++;
+	else if (ncold < MAX_ROUNDS) {
 		cold[ncold] = t1 - t0;
 		prefault[ncold++] = t3 - t2;
 	}
+}
+
+static int min_samples(void)
+{
+	int m = ncold;
+	for (int w = 0; w < W_COUNT; w++)
+		for (int s = 0; s < S_COUNT; s++)
+			for (int c = 0; c < C_COUNT; c++)
+				if (nsamples[w][s][c] && nsamples[w][s][c] < m)
+					m = nsamples[w][s][c];
+	return m;
 }
 
 static int cmp_double(const void *a, const void *b)
@@ -496,20 +531,15 @@ int main(void)
 		pair(W_E_MAP, W_E_UNMAP, s, C_HOT, &e);
 	}
 	memset(nsamples, 0, sizeof(nsamples));
+	dropped = 0;
 	touched[0].len = (size_t)pool.fresh * K4;
 	touch_add(pool.in_use, pool_bytes(POOL_PAGES) - (size_t)POOL_PAGES * K4);
 	touched[1].len = nv.high * K4;
 
-	double empty[101];
-	for (int i = 0; i < 101; i++) {
-		double t0 = now_ns();
-		empty[i] = now_ns() - t0;
-	}
-	clock_overhead = stats(empty, 101).med;
 	size_t llc = llc_bytes();
-	printf("bench pt: %d rounds, subjects interleaved in each round; medians [min-max] in microseconds of thread CPU time\n"
-	       "  per op (clock read, %.0f ns, taken off)\n",
-	       rounds, clock_overhead);
+	printf("bench pt: %d rounds, subjects interleaved in each round; medians [min-max] in microseconds per op\n"
+	       "  (wall clock; samples during which the thread was descheduled are dropped, count below)\n",
+	       rounds);
 	printf("  flushed: clflushopt of every byte the subjects touch (%.1f MiB) before each timed op; L3 reported: %zu KiB\n",
 	       (double)(touched[0].len + touched[1].len + FLOOR_PAGES * K4 + 2 * (d.n + e.n) * sizeof(struct op)) / (1 << 20),
 	       llc / 1024);
@@ -531,7 +561,8 @@ int main(void)
 				}
 			}
 		}
-		cold_row();
+		for (int k = 0, n0 = ncold; k < 5 && ncold == n0; k++)
+			cold_row(); /* long: often preempted, so up to 5 tries */
 	}
 
 	printf("\n  %-30s %-8s %-14s %26s %26s %26s %26s\n", "workload", "cache", "", subject_name[0], subject_name[1],
@@ -554,6 +585,11 @@ int main(void)
 			printf("\n");
 		}
 	}
+	printf("  %d samples dropped (descheduled); every cell kept at least %d\n", dropped, min_samples());
+	if (!ncold || !nsamples[W_A][S_ENGINE][C_FLUSHED]) {
+		printf("  cold pool: every sample was dropped\n");
+		return 0;
+	}
 	struct stat3 cst = stats(cold, ncold), pst = stats(prefault, ncold);
 	printf("  %-30s %-8s %-14s %26s\n", work_name[W_A], "cold", "(new pool)", "");
 	printf("    engine on a pool never touched: %.1f [%.1f-%.1f] us = %.2fx the pre-faulted flushed median\n",
@@ -566,6 +602,8 @@ int main(void)
 	       "engine/stores");
 	for (int w = 0; w < W_COUNT; w++) {
 		for (int cs = 0; cs < C_COUNT; cs++) {
+			if (!nsamples[w][S_ENGINE][cs] || !nsamples[w][S_NAIVE][cs])
+				continue;
 			double eng = st[w][S_ENGINE][cs].med;
 			printf("  %-30s %-8s %12.2f", work_name[w], cache_name[cs], eng / st[w][S_NAIVE][cs].med);
 			if (nsamples[w][S_MEMSET][cs])
