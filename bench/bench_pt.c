@@ -28,8 +28,8 @@
  * (e) 2,000 regions of 4 KiB-16 MiB (log-uniform), misaligned, one per
  * 64 GiB slot of the lower 128 TiB, PA = VA (2 MiB leaves in the middle),
  * map in random order then unmap. BENCH_ROUNDS sets the rounds (default 15).
- * Wall-clock times; samples taken while the thread was descheduled are
- * dropped (see now_ns). Figures, not tests: the
+ * Wall-clock times, or CPU time for a sample during which the thread was
+ * preempted (see timer_stop). Figures, not tests: the
  * machine may be loaded; compare ratios within one run. docs/bench-pt.md
  * has the figures and how to read them. */
 
@@ -60,10 +60,11 @@
 #define LEAF_FLAGS (PTE_P | PTE_RW | PTE_NX)
 #define TABLE_FLAGS (PTE_P | PTE_RW | PTE_US)
 
-/* Wall-clock time (vDSO, cheap). On a machine shared with other jobs a
- * sample during which this thread was descheduled says nothing about the
- * code (wall-clock maxima were 10x the medians): every timed op notes the
- * thread's context switches around it, and such samples are dropped. */
+/* Timing. Wall clock (vDSO, cheap) normally; but on a machine shared with
+ * other jobs a long op is often descheduled part-way (wall-clock maxima were
+ * 10x the medians), so each timed op also notes the thread's preemptions
+ * and CPU time, and a preempted sample counts its CPU time instead (minus
+ * the cost of reading it: a system call, measured at start). */
 static double now_ns(void)
 {
 	struct timespec ts;
@@ -71,14 +72,44 @@ static double now_ns(void)
 	return (double)ts.tv_sec * 1e9 + (double)ts.tv_nsec;
 }
 
-static long switches(void)
+static double cpu_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+	return (double)ts.tv_sec * 1e9 + (double)ts.tv_nsec;
+}
+
+static long preemptions(void)
 {
 	struct rusage ru;
 	getrusage(RUSAGE_THREAD, &ru);
-	return ru.ru_nivcsw; /* preemptions; a page fault may block (voluntary) and that is its cost */
+	return ru.ru_nivcsw; /* involuntary only: a page fault may block, and that is its cost */
 }
 
-static int dropped;
+struct timer {
+	long sw;
+	double cpu, wall;
+};
+static double cpu_overhead;
+static int preempted;
+
+static void timer_start(struct timer *t)
+{
+	t->sw = preemptions();
+	t->cpu = cpu_ns();
+	t->wall = now_ns();
+}
+
+static double timer_stop(const struct timer *t)
+{
+	double wall = now_ns() - t->wall;
+	double cpu = cpu_ns() - t->cpu - cpu_overhead;
+	if (preemptions() == t->sw)
+		return wall;
+	preempted++;
+	return cpu > 0 ? cpu : 0;
+}
+
 
 static uint64_t rng = 0x9e3779b97f4a7c15ull;
 static uint64_t rnd(void)
@@ -290,8 +321,8 @@ static void die(const char *what, int err)
 /* One op of a workload by one subject; returns its time in ns. */
 static double run(int subject, const struct op *ops, size_t n, bool map)
 {
-	long sw = switches();
-	double t0 = now_ns();
+	struct timer tm;
+	timer_start(&tm);
 	if (subject == S_ENGINE) {
 		for (size_t i = 0; i < n; i++) {
 			int err = map ? pt_map(&pt, ops[i].va, ops[i].len, ops[i].pa, PT_R | PT_W)
@@ -307,11 +338,10 @@ static double run(int subject, const struct op *ops, size_t n, bool map)
 				naive_unmap(&nv, ops[i].va, ops[i].len);
 		}
 	}
-	double t1 = now_ns();
-	bool preempted = switches() != sw;
+	double ns = timer_stop(&tm);
 	if (subject == S_NAIVE && !map)
 		naive_reset(&nv);
-	return preempted ? -1 : t1 - t0;
+	return ns;
 }
 
 /* The floors of a 1 GiB map: `tables` table pages of 512 entries each (512
@@ -323,8 +353,8 @@ static double run(int subject, const struct op *ops, size_t n, bool map)
 static double run_floor(int subject, unsigned tables, uint64_t pa, bool map)
 {
 	uint64_t *pd = floor_buf + 512 * (size_t)floor_page[0];
-	long sw = switches();
-	double t0 = now_ns();
+	struct timer tm;
+	timer_start(&tm);
 	if (subject == S_MEMSET) {
 		memset(floor_buf, map ? 0x11 : 0, (size_t)tables * K4);
 	} else if (tables == 1) {
@@ -350,18 +380,12 @@ static double run_floor(int subject, unsigned tables, uint64_t pa, bool map)
 		}
 	}
 	__asm__ volatile("" ::"r"(floor_buf) : "memory");
-	double t1 = now_ns();
-	return switches() != sw ? -1 : t1 - t0;
+	return timer_stop(&tm);
 }
 
-/* ns < 0: the sample was dropped. */
 static void record(int w, int s, int c, double ns)
 {
 	int *k = &nsamples[w][s][c];
-	if (ns < 0) {
-		dropped++;
-		return;
-	}
 	if (*k < MAX_ROUNDS)
 		samples[w][s][c][(*k)++] = ns;
 }
@@ -407,11 +431,10 @@ static void cold_row(void)
 	int err = pool_init_mmap(&cp, 1024, POOL_PA);
 	if (err || (err = pt_init(&cpt, &cp, 4, true)))
 		die("cold pool", err);
-	long sw = switches();
-	double t0 = now_ns();
+	struct timer tm;
+	timer_start(&tm);
 	err = pt_map(&cpt, G1, G1, 4 * G1 + K4, PT_R | PT_W);
-	double t1 = now_ns();
-	bool preempted = switches() != sw;
+	double t_map = timer_stop(&tm);
 	if (err)
 		die("cold pt_map", err);
 	pt_destroy(&cpt);
@@ -420,31 +443,16 @@ static void cold_row(void)
 	err = pool_init_mmap(&cp, 1024, POOL_PA);
 	if (err)
 		die("prefault pool", err);
-	sw = switches();
-	double t2 = now_ns();
+	timer_start(&tm);
 	err = pool_prefault(&cp);
-	double t3 = now_ns();
-	preempted = preempted || switches() != sw;
+	double t_prefault = timer_stop(&tm);
 	if (err)
 		die("pool_prefault", err);
 	pool_destroy(&cp);
-	if (preempted)
-		dropped++;
-	else if (ncold < MAX_ROUNDS) {
-		cold[ncold] = t1 - t0;
-		prefault[ncold++] = t3 - t2;
+	if (ncold < MAX_ROUNDS) {
+		cold[ncold] = t_map;
+		prefault[ncold++] = t_prefault;
 	}
-}
-
-static int min_samples(void)
-{
-	int m = ncold;
-	for (int w = 0; w < W_COUNT; w++)
-		for (int s = 0; s < S_COUNT; s++)
-			for (int c = 0; c < C_COUNT; c++)
-				if (nsamples[w][s][c] && nsamples[w][s][c] < m)
-					m = nsamples[w][s][c];
-	return m;
 }
 
 static int cmp_double(const void *a, const void *b)
@@ -531,14 +539,20 @@ int main(void)
 		pair(W_E_MAP, W_E_UNMAP, s, C_HOT, &e);
 	}
 	memset(nsamples, 0, sizeof(nsamples));
-	dropped = 0;
+	preempted = 0;
+	double empty[101];
+	for (int i = 0; i < 101; i++) {
+		double t0 = cpu_ns();
+		empty[i] = cpu_ns() - t0;
+	}
+	cpu_overhead = stats(empty, 101).med;
 	touched[0].len = (size_t)pool.fresh * K4;
 	touch_add(pool.in_use, pool_bytes(POOL_PAGES) - (size_t)POOL_PAGES * K4);
 	touched[1].len = nv.high * K4;
 
 	size_t llc = llc_bytes();
 	printf("bench pt: %d rounds, subjects interleaved in each round; medians [min-max] in microseconds per op\n"
-	       "  (wall clock; samples during which the thread was descheduled are dropped, count below)\n",
+	       "  (wall clock; CPU time for a sample during which the thread was preempted, count below)\n",
 	       rounds);
 	printf("  flushed: clflushopt of every byte the subjects touch (%.1f MiB) before each timed op; L3 reported: %zu KiB\n",
 	       (double)(touched[0].len + touched[1].len + FLOOR_PAGES * K4 + 2 * (d.n + e.n) * sizeof(struct op)) / (1 << 20),
@@ -561,8 +575,7 @@ int main(void)
 				}
 			}
 		}
-		for (int k = 0, n0 = ncold; k < 5 && ncold == n0; k++)
-			cold_row(); /* long: often preempted, so up to 5 tries */
+		cold_row();
 	}
 
 	printf("\n  %-30s %-8s %-14s %26s %26s %26s %26s\n", "workload", "cache", "", subject_name[0], subject_name[1],
@@ -585,11 +598,7 @@ int main(void)
 			printf("\n");
 		}
 	}
-	printf("  %d samples dropped (descheduled); every cell kept at least %d\n", dropped, min_samples());
-	if (!ncold || !nsamples[W_A][S_ENGINE][C_FLUSHED]) {
-		printf("  cold pool: every sample was dropped\n");
-		return 0;
-	}
+	printf("  %d samples were preempted and count their CPU time\n", preempted);
 	struct stat3 cst = stats(cold, ncold), pst = stats(prefault, ncold);
 	printf("  %-30s %-8s %-14s %26s\n", work_name[W_A], "cold", "(new pool)", "");
 	printf("    engine on a pool never touched: %.1f [%.1f-%.1f] us = %.2fx the pre-faulted flushed median\n",
