@@ -1,9 +1,13 @@
 # kvmpt: one non-recursive Makefile. Every variant builds into build/<variant>/.
-#   make            kvmpt-trace and kvmrt (release) under build/
+#   make            kvmpt-trace and kvmrt (release) under build/ (the goal `all`)
 #   make check      every test, ends with "N passed, N failed"
 #   make fuzz       the main job: a bounded fuzzing campaign (FUZZ_TIME, FUZZ_ENGINE)
 #   make bench      benchmarks (figures, not tests)
+#   make help       every target, one line each
 # Fragments kvmrt/build.mk and fuzz/build.mk are included, not run recursively.
+
+# The variant rules below come first in the file; plain `make` builds `all`.
+.DEFAULT_GOAL := all
 
 CC      ?= cc
 CLANG   ?= clang
@@ -68,7 +72,7 @@ endef
 $(foreach v,$(VARIANTS),$(eval $(call variant_rules,$(v))))
 
 .SECONDARY:
-.PHONY: all check bench clean deps
+.PHONY: all check bench clean deps help
 all: $(B)/kvmpt-trace $(B)/kvmrt
 
 $(B)/kvmpt-trace: $(B)/release/kvmpt-trace
@@ -94,5 +98,23 @@ check: $(CHECK_DEPS)
 
 clean:
 	rm -rf $(B)
+
+# One line per target (ci/tests/test-make checks every line names a target).
+help:
+	@echo 'make                  build/kvmpt-trace and build/kvmrt (release; same as make all)'
+	@echo 'make check            every test; the last line is "N passed, N failed"'
+	@echo 'make fuzz             a fuzzing campaign: FUZZ_TIME=180 FUZZ_ENGINE=afl|libfuzzer FUZZ_TARGETS= FUZZ_JOBS='
+	@echo 'make triage           triage a campaign'"'"'s crashes into crashes/ (CAMPAIGN=campaigns/latest)'
+	@echo 'make coverage         llvm-cov report of corpus, crashes and a campaign (CAMPAIGN=campaigns/latest)'
+	@echo 'make corpus-min       merge a campaign'"'"'s new inputs into corpus/ (CAMPAIGN=campaigns/latest)'
+	@echo 'make corpus           regenerate corpus/T/ seeds from corpus/src/ traces'
+	@echo 'make fuzz-build       build every fuzz target (libFuzzer, AFL++, replay)'
+	@echo 'make bisect           first bad commit of a crashes/ entry (ENTRY=crashes/T/slug GOOD= BAD=)'
+	@echo 'make oss-fuzz-local   run .clusterfuzzlite/build.sh here for every engine/sanitizer'
+	@echo 'make bench            benchmarks (figures, not tests)'
+	@echo 'make bench-kvm        kvmrt exit / MMIO / #PF round trips (needs /dev/kvm)'
+	@echo 'make deps             install missing packages (ci/deps; as root)'
+	@echo 'make clean            remove build/'
+	@echo 'make help             this list'
 
 -include $(shell find $(B) -name '*.d' 2>/dev/null)

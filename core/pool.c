@@ -64,13 +64,14 @@ static uint32_t page_index(const struct pool *p, const uint64_t *page)
 	return (uint32_t)(((const uint8_t *)page - p->base) / PT_PAGE_SIZE);
 }
 
-/* Sets p up over mem, whose pages must already be zero. */
 static bool pool_args_ok(const void *mem, uint32_t capacity, uint64_t pa_base)
 {
 	return mem && capacity && !((uintptr_t)mem & (PT_PAGE_SIZE - 1)) && !(pa_base & (PT_PAGE_SIZE - 1)) &&
 	       pa_base <= (1ull << 52) - (uint64_t)capacity * PT_PAGE_SIZE;
 }
 
+/* Sets p up over mem, which must be all zero, bookkeeping included: a pool
+ * of the documented maximum (64 GiB) then costs nothing until pages are used. */
 static int pool_setup(struct pool *p, void *mem, uint32_t capacity, uint64_t pa_base)
 {
 	if (!pool_args_ok(mem, capacity, pa_base))
@@ -84,7 +85,6 @@ static int pool_setup(struct pool *p, void *mem, uint32_t capacity, uint64_t pa_
 	p->mark = p->in_use + bitmap_words(capacity);
 	p->info = (struct pool_page_info *)(p->mark + bitmap_words(capacity));
 	p->mapped = false;
-	memset(p->in_use, 0, 2 * bitmap_words(capacity) * sizeof(uint64_t) + info_bytes(capacity));
 	p->free_head = capacity;
 	p->fresh = 0;
 	return 0;
@@ -94,7 +94,7 @@ int pool_init(struct pool *p, void *mem, uint32_t capacity, uint64_t pa_base)
 {
 	if (!pool_args_ok(mem, capacity, pa_base))
 		return -EINVAL;
-	memset(mem, 0, (size_t)capacity * PT_PAGE_SIZE);
+	memset(mem, 0, pool_bytes(capacity));
 	return pool_setup(p, mem, capacity, pa_base);
 }
 
@@ -102,7 +102,7 @@ int pool_init_mmap(struct pool *p, uint32_t capacity, uint64_t pa_base)
 {
 	if (capacity == 0)
 		return -EINVAL;
-	void *mem = mmap(NULL, pool_bytes(capacity), PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	void *mem = mmap(NULL, pool_bytes(capacity), PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
 	if (mem == MAP_FAILED)
 		return -ENOMEM;
 	int ret = pool_setup(p, mem, capacity, pa_base); /* mmap memory is zero */

@@ -4,6 +4,9 @@
 #   build/debug/kvmrt/tests/test_*     tests (debug: assertions on; not ASan,
 #                                      whose shadow mappings and malloc would
 #                                      defeat the signal-handler allocation guard)
+#   build/clang/kvmrt/tests/test_sigfault  -O2 with assertions: its stack
+#                                      budget is an optimised build's, as for
+#                                      core/tests/fault_path
 #   make bench-kvm                     exit / MMIO / #PF round-trip medians
 KVMRT_LIB_SRCS := \
 	kvmrt/kvm.c \
@@ -27,11 +30,11 @@ $(B)/$(1)/libkvmrt.a: $$(call kvmrt_objs,$(1))
 	@rm -f $$@
 	ar rcs $$@ $$^
 $(B)/$(1)/kvmrt/kvmrt: $(B)/$(1)/kvmrt/main.o $(B)/$(1)/libkvmrt.a $(B)/$(1)/libkvmpt.a
-	$$(CC_$(1)) $$(CFLAGS_$(1)) $$^ -o $$@ -lpthread
+	$$(CC_$(1)) $$(CFLAGS_$(1)) $$(LDFLAGS) $$^ -o $$@ -lpthread
 $(B)/$(1)/kvmrt/kvmrt-bench: $(B)/$(1)/kvmrt/bench.o $(B)/$(1)/libkvmrt.a $(B)/$(1)/libkvmpt.a
 	$$(CC_$(1)) $$(CFLAGS_$(1)) $$^ -o $$@ -lpthread
 $(B)/$(1)/kvmrt/tests/%: $(B)/$(1)/kvmrt/tests/%.o $(B)/$(1)/core/tests/t.o $(B)/$(1)/libkvmrt.a $(B)/$(1)/libkvmpt.a
-	$$(CC_$(1)) $$(CFLAGS_$(1)) $$^ -o $$@ -lpthread
+	$$(CC_$(1)) $$(CFLAGS_$(1)) $$(LDFLAGS) $$^ -o $$@ -lpthread
 endef
 $(foreach v,$(VARIANTS),$(eval $(call kvmrt_rules,$(v))))
 
@@ -40,7 +43,8 @@ $(B)/kvmrt: $(B)/release/kvmrt/kvmrt
 all: $(B)/kvmrt
 
 KVMRT_TEST_SRCS := $(sort $(wildcard kvmrt/tests/test_*.c))
-KVMRT_TESTS := $(patsubst kvmrt/tests/%.c,$(B)/debug/kvmrt/tests/%,$(KVMRT_TEST_SRCS))
+KVMRT_TESTS := $(patsubst kvmrt/tests/%.c,$(B)/debug/kvmrt/tests/%,$(filter-out kvmrt/tests/test_sigfault.c,$(KVMRT_TEST_SRCS))) \
+	$(B)/clang/kvmrt/tests/test_sigfault
 # The command's interface (last line, exit statuses) is tested through the
 # release binary by a script.
 TESTS += $(KVMRT_TESTS) kvmrt/tests/cli.sh

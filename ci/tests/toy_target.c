@@ -4,12 +4,19 @@
  * Reads: bytes. Plants: "INV" prints the checker-style line
  * "translation: ..." and aborts; "CAN" + any byte + 0xdeadbeef breaks
  * "canonical"; "HEAP" writes past a heap block (ASan); "SHIFT" shifts by 70
- * (UBSan); "HANG" loops for ever. Built with -DTOY_FIXED every bug is gone,
+ * (UBSan); "HANG" loops for ever; "RACE" writes a global from a second
+ * thread without a lock, a race only the ThreadSanitizer build with
+ * -DFUZZ_SLOTS_READER (toy-build's replay-tsan, like fuzz_slots' reader
+ * thread) runs into; "OOM" allocates 1 GiB and touches one byte (passes
+ * unless a memory limit is set). Built with -DTOY_FIXED every bug is gone,
  * which is how the tests play "the bug was fixed". The trace it prints is in
  * kvmpt-trace's language, so the triage's trace step runs for real. */
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#ifdef FUZZ_SLOTS_READER
+#include <pthread.h>
+#endif
 
 #include "fuzzer.h"
 
@@ -17,6 +24,17 @@ int fuzz_init(void)
 {
 	return 0;
 }
+
+#ifdef FUZZ_SLOTS_READER
+static volatile long toy_shared;
+
+static void *toy_racer(void *arg)
+{
+	(void)arg;
+	toy_shared++;
+	return NULL;
+}
+#endif
 
 static void fail(const char *what)
 {
@@ -49,6 +67,21 @@ int fuzz_one(const uint8_t *data, size_t size, FILE *trace)
 	if (size >= 4 && !memcmp(data, "HANG", 4))
 		for (;;)
 			usleep(1000);
+	if (size >= 3 && !memcmp(data, "OOM", 3)) {
+		volatile char *big = malloc((size_t)1 << 30);
+		if (big)
+			big[0] = 1;
+		free((void *)big);
+	}
+#ifdef FUZZ_SLOTS_READER
+	if (size >= 4 && !memcmp(data, "RACE", 4)) {
+		pthread_t th;
+		if (pthread_create(&th, NULL, toy_racer, NULL) == 0) {
+			toy_shared++;
+			pthread_join(th, NULL);
+		}
+	}
+#endif
 #endif
 	free(buf);
 	return 0;
