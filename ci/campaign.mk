@@ -8,6 +8,7 @@
 #                                                  first bad commit of an entry
 #   make corpus-min [CAMPAIGN=...]                 merge findings into corpus/
 #   make coverage [CAMPAIGN=...]                   llvm-cov report, build/coverage/
+#                                                  (corpus, crashes and CAMPAIGN)
 #   make oss-fuzz-local                            .clusterfuzzlite/build.sh, every engine/sanitizer
 
 FUZZ_TIME   ?= 180
@@ -27,14 +28,15 @@ bisect:
 corpus-min:
 	@FUZZ_TARGETS='$(FUZZ_TARGETS)' ci/corpus-min '$(CAMPAIGN)'
 
+# Without CAMPAIGN=, ci/coverage takes campaigns/latest when there is one.
 coverage:
-	@FUZZ_TARGETS='$(FUZZ_TARGETS)' COVERAGE_CAMPAIGN='$(if $(filter command line environment,$(origin CAMPAIGN)),$(CAMPAIGN))' ci/coverage
+	@FUZZ_TARGETS='$(FUZZ_TARGETS)' ci/coverage $(if $(filter command line environment,$(origin CAMPAIGN)),'$(CAMPAIGN)')
 
 oss-fuzz-local:
 	@ci/oss-fuzz-local
 
 # Check-time tests of the scripts above (toy target with planted bugs), and
-# of the Makefile's default goal and help.
+# of the Makefile's default goal and help, and of every ci/ script's --help.
 CAMPAIGN_TESTS := ci/tests/test-triage ci/tests/test-regression ci/tests/test-campaign
 # The workflows and .clusterfuzzlite/, and that the checker catches planted
 # mistakes (seconds; .ci/run runs ci/check-workflows first too).
@@ -42,5 +44,5 @@ CAMPAIGN_TESTS += ci/tests/test-check-workflows
 # Triage with every build (TSan race, OOM, hang), bisect over a scratch
 # history, two AFL++ "machines" on one sync folder.
 CAMPAIGN_TESTS += ci/tests/test-triage-tsan ci/tests/test-bisect ci/tests/test-sync
-TESTS += $(CAMPAIGN_TESTS) ci/tests/test-make
+TESTS += $(CAMPAIGN_TESTS) ci/tests/test-make ci/tests/test-help
 CHECK_DEPS += $(B)/kvmpt-trace

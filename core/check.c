@@ -68,12 +68,28 @@ static uint32_t eff_opts(uint64_t eff, uint64_t pte)
 	return opts;
 }
 
-static bool child_is_empty(const uint64_t *t)
+static unsigned present_entries(const uint64_t *t)
 {
+	unsigned n = 0;
 	for (int i = 0; i < PT_ENTRIES; i++)
-		if (t[i] & PTE_P)
-			return false;
-	return true;
+		n += (t[i] & PTE_P) != 0;
+	return n;
+}
+
+/* The pool's bookkeeping of a table (what the engine frees, collapses and
+ * skips scans by): count == the number of present entries, and every present
+ * entry inside [lo, hi). */
+static int check_count(struct check_walk *c, const uint64_t *t, unsigned present, int level, uint64_t pa)
+{
+	const struct pool_page_info *info = pool_info(c->pt->pool, t);
+	if (info->count != present)
+		return fail(c, "structure: table page pa 0x%llx (entries of level %d) holds %u present entries, its count says %u",
+			    (unsigned long long)pa, level, present, info->count);
+	for (unsigned i = 0; i < PT_ENTRIES; i++)
+		if ((t[i] & PTE_P) && (i < info->lo || i >= info->hi))
+			return fail(c, "structure: table page pa 0x%llx (entries of level %d) has entry %u present, outside its extent [%u, %u)",
+				    (unsigned long long)pa, level, i, info->lo, info->hi);
+	return 0;
 }
 
 /* One leaf one level up could say what table t (entries of `level`) says. */
@@ -163,9 +179,12 @@ static int check_table_entry(struct check_walk *c, uint64_t pte, int level, uint
 		pool->mark[index / 64] |= 1ull << (index % 64);
 		c->refs++;
 	}
-	if (child_is_empty(child))
+	unsigned present = present_entries(child);
+	if (present == 0)
 		return fail(c, "structure: empty table page pa 0x%llx under level %d va 0x%llx", (unsigned long long)pa,
 			    level, va);
+	if (check_count(c, child, present, level - 1, pa))
+		return -EFAULT;
 	if (level <= pt->max_leaf && child_is_collapsible(child, level - 1))
 		return fail(c, "canonical: table under level %d va 0x%llx is uniform and should be one leaf", level,
 			    va);
@@ -263,7 +282,7 @@ static uint32_t free_list_length(const struct pool *p)
 {
 	uint32_t n = p->capacity - p->fresh;
 	for (uint32_t i = p->free_head; i < p->capacity && n <= p->capacity; n++)
-		i = (uint32_t)((const uint64_t *)(p->base + (size_t)i * PT_PAGE_SIZE))[0];
+		i = p->info[i].next;
 	return n;
 }
 
@@ -278,6 +297,8 @@ const char *check_tables(const struct pt *pt, const struct shadow *sh, uint64_t 
 		return fail(&c, "structure: root pa 0x%llx is not a used pool page", (unsigned long long)root_pa), buf;
 	uint64_t root_index = (root_pa - pool->pa_base) / PT_PAGE_SIZE;
 	pool->mark[root_index / 64] |= 1ull << (root_index % 64);
+	if (check_count(&c, pt->root, present_entries(pt->root), pt->levels - 1, root_pa))
+		return buf;
 	if (walk_checked(&c))
 		return buf;
 	if (c.refs + 1 != pool->used) {
@@ -321,6 +342,7 @@ const char *check_range(const struct pt *pt, const struct shadow *sh, uint64_t v
 #define REBUILD_LEVEL PT_LEVEL_1G          /* chunk = one entry at this level */
 #define REBUILD_CHUNK_PAGES (PT_ENTRIES + 2 * PT_MAX_LEVELS + 8)  /* one chunk needs at most */
 #define REBUILD_POOL  4096   /* 16 MiB reserved, touched as needed: several chunks a window */
+#define REBUILD_PA_BASE 0x100000000ull  /* any: table addresses are not compared */
 
 struct rebuild_walk {
 	const struct pt *self, *other;
@@ -452,7 +474,7 @@ const char *check_rebuild_progress(const struct pt *pt, const struct shadow *sh,
 	const uint64_t chunk = pt_level_size(REBUILD_LEVEL);
 	uint64_t want[PT_MAX_LEVELS] = { 0 }, region[PT_MAX_LEVELS];
 	snprintf(buf, len, "canonical: could not rebuild (out of memory)");
-	if (pool_init_mmap(&pool, REBUILD_POOL, pt->pool->pa_base) ||
+	if (pool_init_mmap(&pool, REBUILD_POOL, REBUILD_PA_BASE) ||
 	    pt_init(&fresh, &pool, pt->levels, pt->max_leaf == PT_LEVEL_1G))
 		goto out;
 	for (int l = 0; l < PT_MAX_LEVELS; l++)
@@ -460,7 +482,7 @@ const char *check_rebuild_progress(const struct pt *pt, const struct shadow *sh,
 	struct rebuild_run run = { .pt = pt, .sh = sh, .next = shadow_first(sh) };
 	bool have = rebuild_next_run(&run);
 	uint64_t first = have ? run.lin & ~(chunk - 1) : 0, total = 0;
-	if (have && sh->tail) {
+	if (have) {
 		const struct shadow_range *last = shadow_last(sh);
 		total = pt_linear(pt, last->va) + last->len - first;
 	}

@@ -627,8 +627,17 @@ static void walk_compare(struct fz *f, uint64_t lo, uint64_t hi)
 	}
 }
 
-/* Whole-tree structure: each table referenced once, in use, not empty;
- * references + root == used == population of the in-use bitmap. */
+/* The pool's count of present entries (the engine frees and collapses by
+ * it) must match the table. */
+static void check_count(struct fz *f, const uint64_t *t, unsigned present, uint64_t index)
+{
+	if (*pool_count(&f->pool, t) != present)
+		fz_fail(f, "structure: table page %llu holds %u present entries, its count says %u",
+			(unsigned long long)index, present, *pool_count(&f->pool, t));
+}
+
+/* Whole-tree structure: each table referenced once, in use, not empty, its
+ * count right; references + root == used == population of the in-use bitmap. */
 static void check_structure(struct fz *f)
 {
 	struct pool *p = &f->pool;
@@ -642,6 +651,10 @@ static void check_structure(struct fz *f)
 	stack_i[3] = 0;
 	uint64_t ri = ((uint8_t *)f->pt.root - p->base) / PAGE;
 	f->mark[ri / 64] |= 1ull << (ri % 64);
+	unsigned root_present = 0;
+	for (int k = 0; k < 512; k++)
+		root_present += f->pt.root[k] & 1;
+	check_count(f, f->pt.root, root_present, ri);
 	if (pt_root_pa(&f->pt) != p->pa_base + ri * PAGE)
 		fz_fail(f, "structure: pt_root_pa 0x%llx, root page is at pa 0x%llx",
 			(unsigned long long)pt_root_pa(&f->pt), (unsigned long long)(p->pa_base + ri * PAGE));
@@ -659,11 +672,12 @@ static void check_structure(struct fz *f)
 			fz_fail(f, "structure: table page %llu referenced twice", (unsigned long long)ci);
 		f->mark[ci / 64] |= 1ull << (ci % 64);
 		refs++;
-		bool any = false;
-		for (int k = 0; k < 512 && !any; k++)
-			any = child[k] & 1;
-		if (!any)
+		unsigned present = 0;
+		for (int k = 0; k < 512; k++)
+			present += child[k] & 1;
+		if (!present)
 			fz_fail(f, "structure: empty table page %llu under a level %d entry", (unsigned long long)ci, lv);
+		check_count(f, child, present, ci);
 		if (lv == 1)
 			continue; /* a page table holds only leaves: nothing below to visit */
 		lv--;
