@@ -7,8 +7,10 @@
  * (UBSan); "HANG" loops for ever; "RACE" writes a global from a second
  * thread without a lock, a race only the ThreadSanitizer build with
  * -DFUZZ_SLOTS_READER (toy-build's replay-tsan, like fuzz_slots' reader
- * thread) runs into; "OOM" allocates 1 GiB and touches one byte (passes
- * unless a memory limit is set). Built with -DTOY_FIXED every bug is gone,
+ * thread) runs into; with -DTOY_OOM (test-triage-tsan's build only: under
+ * a fuzzer it would slow every run down), "OOM" allocates 1 GiB and touches
+ * one byte (passes unless a memory limit is set). Built with -DTOY_FIXED
+ * every bug is gone,
  * which is how the tests play "the bug was fixed". The trace it prints is in
  * kvmpt-trace's language, so the triage's trace step runs for real.
  *
@@ -90,12 +92,14 @@ int fuzz_one(const uint8_t *data, size_t size, FILE *trace)
 	if (hidden(data, size, "HANG"))
 		for (;;)
 			usleep(1000);
+#ifdef TOY_OOM
 	if (hidden(data, size, "OOM")) {
 		volatile char *big = malloc((size_t)1 << 30);
 		if (big)
 			big[0] = 1;
 		free((void *)big);
 	}
+#endif
 #ifdef FUZZ_SLOTS_READER
 	if (hidden(data, size, "RACE")) {
 		pthread_t th;
