@@ -19,8 +19,13 @@
 # timeout, rss limit). libFuzzer's -fsanitize=fuzzer and AFL++'s
 # libAFLDriver.a both call the driver's LLVMFuzzerTestOneInput.
 #
+# Usage: build.sh [--help] (OSS-Fuzz's compile runs it without arguments).
 # Debug: run ci/oss-fuzz-local, which sets the same environment here; the
 # compile lines are echoed (bash -x shows everything).
+case ${1:-} in
+-h | --help) sed -n '2,/^case /p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
+?*) echo "build.sh: unknown argument '$1' (--help)" >&2; exit 2 ;;
+esac
 cd "${KVMPT_SRC:-.}"
 WORK=${WORK:-/tmp/kvmpt-oss-fuzz-work}
 objdir=$WORK/kvmpt-obj

@@ -20,8 +20,9 @@
  *  - pt_lookup and pt_is_empty at probes near the touched range equal the
  *    shadow's prediction (leaf base, size, PA and options).
  * At the end: the same walk over the whole address space with a structural
- * check (every table referenced once, in use, non-empty), check_tables,
- * check_rebuild, and pt_destroy giving every page back.
+ * check (every table referenced once, in use, non-empty, its pool count
+ * right), check_tables, check_rebuild, and pt_destroy giving every page back.
+ * (check_range after every op also checks the count of each table it walks.)
  *
  * Live tables (header flag bit 7): the pool retires freed table pages
  * (pool_defer) and three simulated vCPUs walk addresses and pass flush

@@ -49,6 +49,7 @@ struct scen {
 	pthread_barrier_t start;
 	enum scen_status status;
 	char why[512];
+	unsigned printed;                         /* FAIL / EMULATION FAILURE lines on out */
 	/* what the scenario prepared */
 	uint8_t *mem[8];
 	size_t len[8];
@@ -91,8 +92,10 @@ static int scen_note(struct scen *s, enum scen_status st, const char *fmt, ...)
 		s->status = st;
 		snprintf(s->why, sizeof(s->why), "%s", buf);
 	}
-	if (s->out)
+	if (s->out) {
 		fprintf(s->out, "%s: %s\n", st == SCEN_FAIL ? "FAIL" : st == SCEN_EMULATION ? "EMULATION FAILURE" : "note", buf);
+		s->printed += st != SCEN_OK;
+	}
 	pthread_mutex_unlock(&s->lock);
 	return st == SCEN_OK ? 0 : -1;
 }
@@ -919,6 +922,7 @@ close:
 out:
 	scen_release(&s);
 	rep->status = s.status;
+	rep->printed = s.printed;
 	snprintf(rep->why, sizeof(rep->why), "%s", s.why);
 	pthread_barrier_destroy(&s.start);
 	pthread_mutex_destroy(&s.lock);
