@@ -68,12 +68,28 @@ static uint32_t eff_opts(uint64_t eff, uint64_t pte)
 	return opts;
 }
 
-static bool child_is_empty(const uint64_t *t)
+static unsigned present_entries(const uint64_t *t)
 {
+	unsigned n = 0;
 	for (int i = 0; i < PT_ENTRIES; i++)
-		if (t[i] & PTE_P)
-			return false;
-	return true;
+		n += (t[i] & PTE_P) != 0;
+	return n;
+}
+
+/* The pool's bookkeeping of a table (what the engine frees, collapses and
+ * skips scans by): count == the number of present entries, and every present
+ * entry inside [lo, hi). */
+static int check_count(struct check_walk *c, const uint64_t *t, unsigned present, int level, uint64_t pa)
+{
+	const struct pool_page_info *info = pool_info(c->pt->pool, t);
+	if (info->count != present)
+		return fail(c, "structure: table page pa 0x%llx (entries of level %d) holds %u present entries, its count says %u",
+			    (unsigned long long)pa, level, present, info->count);
+	for (unsigned i = 0; i < PT_ENTRIES; i++)
+		if ((t[i] & PTE_P) && (i < info->lo || i >= info->hi))
+			return fail(c, "structure: table page pa 0x%llx (entries of level %d) has entry %u present, outside its extent [%u, %u)",
+				    (unsigned long long)pa, level, i, info->lo, info->hi);
+	return 0;
 }
 
 /* One leaf one level up could say what table t (entries of `level`) says. */
@@ -163,9 +179,12 @@ static int check_table_entry(struct check_walk *c, uint64_t pte, int level, uint
 		pool->mark[index / 64] |= 1ull << (index % 64);
 		c->refs++;
 	}
-	if (child_is_empty(child))
+	unsigned present = present_entries(child);
+	if (present == 0)
 		return fail(c, "structure: empty table page pa 0x%llx under level %d va 0x%llx", (unsigned long long)pa,
 			    level, va);
+	if (check_count(c, child, present, level - 1, pa))
+		return -EFAULT;
 	if (level <= pt->max_leaf && child_is_collapsible(child, level - 1))
 		return fail(c, "canonical: table under level %d va 0x%llx is uniform and should be one leaf", level,
 			    va);
@@ -225,9 +244,11 @@ static int walk_checked(struct check_walk *c)
 	/* Every shadow byte in range must have been a leaf byte: the leaves
 	 * matched the shadow, so equal totals mean nothing is missing. */
 	uint64_t want = 0;
-	for (size_t i = 0; i < c->sh->count; i++) {
-		const struct shadow_range *r = &c->sh->r[i];
+	const struct shadow_range *first = shadow_lower(c->sh, pt_canonical(c->pt, c->start));
+	for (const struct shadow_range *r = first; r; r = shadow_next(c->sh, r)) {
 		uint64_t lo = pt_linear(c->pt, r->va), hi = lo + r->len;
+		if (lo >= c->end)
+			break;
 		lo = lo > c->start ? lo : c->start;
 		hi = hi < c->end ? hi : c->end;
 		if (hi > lo)
@@ -235,8 +256,9 @@ static int walk_checked(struct check_walk *c)
 	}
 	if (want != c->mapped) {
 		/* Name the first page the shadow has and the tables lack. */
-		for (size_t i = 0; i < c->sh->count; i++) {
-			const struct shadow_range *r = &c->sh->r[i];
+		for (const struct shadow_range *r = first; r; r = shadow_next(c->sh, r)) {
+			if (pt_linear(c->pt, r->va) >= c->end)
+				break;
 			for (uint64_t off = 0; off < r->len;) {
 				uint64_t lin = pt_linear(c->pt, r->va + off);
 				struct pt_leaf leaf;
@@ -260,7 +282,7 @@ static uint32_t free_list_length(const struct pool *p)
 {
 	uint32_t n = p->capacity - p->fresh;
 	for (uint32_t i = p->free_head; i < p->capacity && n <= p->capacity; n++)
-		i = (uint32_t)((const uint64_t *)(p->base + (size_t)i * PT_PAGE_SIZE))[0];
+		i = p->info[i].next;
 	return n;
 }
 
@@ -275,6 +297,8 @@ const char *check_tables(const struct pt *pt, const struct shadow *sh, uint64_t 
 		return fail(&c, "structure: root pa 0x%llx is not a used pool page", (unsigned long long)root_pa), buf;
 	uint64_t root_index = (root_pa - pool->pa_base) / PT_PAGE_SIZE;
 	pool->mark[root_index / 64] |= 1ull << (root_index % 64);
+	if (check_count(&c, pt->root, present_entries(pt->root), pt->levels - 1, root_pa))
+		return buf;
 	if (walk_checked(&c))
 		return buf;
 	if (c.refs + 1 != pool->used) {
@@ -303,14 +327,49 @@ const char *check_range(const struct pt *pt, const struct shadow *sh, uint64_t v
 	return walk_checked(&c) ? buf : NULL;
 }
 
-/* ---- the canonical-form oracle ---- */
+/* ---- the canonical-form oracle ----
+ *
+ * The tables must equal those pt_map builds from scratch from the shadow. To
+ * stay in bounded memory the rebuild goes by windows of whole 1 GiB chunks
+ * (a chunk is one entry of a PDPT): the canonical form inside a chunk
+ * depends only on what is mapped inside it, so a window is rebuilt alone in
+ * a small fresh pool (as many chunks as it holds), compared leaf by leaf both
+ * ways and table by table (PDs and PTs), then unmapped again. Tables above
+ * chunk level are counted: one per aligned region that holds a mapping (no
+ * leaf is that large), and the root. Chunks the shadow leaves empty must be
+ * empty in the tables too. */
+
+#define REBUILD_LEVEL PT_LEVEL_1G          /* chunk = one entry at this level */
+#define REBUILD_CHUNK_PAGES (PT_ENTRIES + 2 * PT_MAX_LEVELS + 8)  /* one chunk needs at most */
+#define REBUILD_POOL  4096   /* 16 MiB reserved, touched as needed: several chunks a window */
+#define REBUILD_PA_BASE 0x100000000ull  /* any: table addresses are not compared */
 
 struct rebuild_walk {
-	const struct pt *other;
+	const struct pt *self, *other;
 	char *buf;
 	size_t len;
-	uint64_t leaves;
+	uint64_t tables[PT_MAX_LEVELS];    /* tables below chunk level seen */
 };
+
+static int rebuild_fail(struct rebuild_walk *r, uint64_t va, uint64_t size)
+{
+	snprintf(r->buf, r->len, "canonical: leaf va 0x%llx size 0x%llx differs from the tables rebuilt from the shadow",
+		 (unsigned long long)va, (unsigned long long)size);
+	return -EFAULT;
+}
+
+/* The table of `level` that other uses for linear addr, or NULL. */
+static const uint64_t *table_for(const struct pt *pt, uint64_t addr, int level)
+{
+	const uint64_t *t = pt->root;
+	for (int l = pt->levels - 1; l > level; l--) {
+		uint64_t e = t[pt_index(addr, l)];
+		if (!pte_is_table(e, l))
+			return NULL;
+		t = pt_child(pt, e);
+	}
+	return t;
+}
 
 static int rebuild_entry(void *priv, uint64_t *ptep, int level, uint64_t addr, uint64_t next)
 {
@@ -319,69 +378,201 @@ static int rebuild_entry(void *priv, uint64_t *ptep, int level, uint64_t addr, u
 	(void)next;
 	if (!pte_present(pte))
 		return 0;
-	if (pte_is_table(pte, level))
+	if (pte_is_table(pte, level)) {
+		if (level <= REBUILD_LEVEL)
+			r->tables[level - 1]++;
 		return PT_WALK_DESCEND;
-	r->leaves++;
+	}
 	uint64_t size = pt_level_size(level);
-	uint64_t va = pt_canonical(r->other, addr & ~(size - 1));
+	uint64_t va = pt_canonical(r->self, addr & ~(size - 1));
 	struct pt_leaf leaf;
 	if (pt_lookup(r->other, va, &leaf) || leaf.va != va || leaf.size != size ||
-	    leaf.pa != pte_addr(pte, level) || leaf.opts != pte_leaf_opts(pte, level)) {
-		snprintf(r->buf, r->len,
-			 "canonical: leaf va 0x%llx size 0x%llx differs from the tables rebuilt from the shadow",
-			 (unsigned long long)va, (unsigned long long)size);
-		return -EFAULT;
+	    leaf.pa != pte_addr(pte, level) || leaf.opts != pte_leaf_opts(pte, level))
+		return rebuild_fail(r, va, size);
+	return 0;
+}
+
+/* A page table's entries against the other tree's page table for them. */
+static int rebuild_leaf_run(void *priv, uint64_t *ptes, unsigned n, uint64_t addr)
+{
+	struct rebuild_walk *r = priv;
+	const uint64_t *o = table_for(r->other, addr, PT_LEVEL_4K);
+	unsigned base = pt_index(addr, PT_LEVEL_4K);
+	for (unsigned i = 0; i < n; i++) {
+		uint64_t a = ptes[i];
+		if (!pte_present(a))
+			continue;  /* the walk the other way finds what only the other has */
+		uint64_t b = o ? o[base + i] : 0;
+		if (a == b)
+			continue;  /* the same entry (the usual case): nothing to decode */
+		if (!pte_is_leaf(b, PT_LEVEL_4K) || pte_addr(b, PT_LEVEL_4K) != pte_addr(a, PT_LEVEL_4K) ||
+		    pte_leaf_opts(b, PT_LEVEL_4K) != pte_leaf_opts(a, PT_LEVEL_4K))
+			return rebuild_fail(r, pt_canonical(r->self, addr + (uint64_t)i * PT_PAGE_SIZE), PT_PAGE_SIZE);
 	}
 	return 0;
 }
 
-const char *check_rebuild(const struct pt *pt, const struct shadow *sh, char *buf, size_t len)
+/* Tables present where the shadow maps nothing: entries at chunk level. */
+struct rebuild_holes {
+	const struct pt *pt;
+	const struct shadow *sh;
+	char *buf;
+	size_t len;
+};
+
+static int rebuild_hole_entry(void *priv, uint64_t *ptep, int level, uint64_t addr, uint64_t next)
 {
-	static const struct pt_walk_ops ops = { .entry = rebuild_entry, .skip_holes = true };
+	struct rebuild_holes *h = priv;
+	(void)next;
+	if (level > REBUILD_LEVEL && pte_is_table(*ptep, level))
+		return PT_WALK_DESCEND;
+	uint64_t size = pt_level_size(level);
+	uint64_t va = pt_canonical(h->pt, addr & ~(size - 1));
+	if (!shadow_is_empty(h->sh, va, size))
+		return 0;  /* compared chunk by chunk */
+	snprintf(h->buf, h->len, "canonical: %s at level %d va 0x%llx, where the shadow maps nothing",
+		 pte_is_table(*ptep, level) ? "table" : "leaf", level, (unsigned long long)va);
+	return -EFAULT;
+}
+
+/* Maximal runs of the shadow (ranges that continue each other merged), in
+ * linear addresses. */
+struct rebuild_run {
+	const struct pt *pt;
+	const struct shadow *sh;
+	const struct shadow_range *next;
+	uint64_t lin, len, pa;
+	uint32_t opts;
+};
+
+static bool rebuild_next_run(struct rebuild_run *it)
+{
+	const struct shadow_range *r = it->next;
+	if (!r)
+		return false;
+	it->lin = pt_linear(it->pt, r->va);
+	it->len = r->len;
+	it->pa = r->pa;
+	it->opts = r->opts;
+	for (r = shadow_next(it->sh, r); r; r = shadow_next(it->sh, r)) {
+		if (pt_linear(it->pt, r->va) != it->lin + it->len || r->pa != it->pa + it->len || r->opts != it->opts)
+			break;
+		it->len += r->len;
+	}
+	it->next = r;
+	return true;
+}
+
+const char *check_rebuild_progress(const struct pt *pt, const struct shadow *sh, char *buf, size_t len,
+				   void (*progress)(void *ctx, uint64_t done, uint64_t total), void *ctx)
+{
+	static const struct pt_walk_ops ops = { .entry = rebuild_entry, .leaf_run = rebuild_leaf_run, .skip_holes = true };
+	static const struct pt_walk_ops hole_ops = { .entry = rebuild_hole_entry, .skip_holes = true };
 	const char *result = buf;
-	struct shadow merged = { 0 };
 	struct pool pool = { 0 };
 	struct pt fresh = { 0 };
+	const uint64_t chunk = pt_level_size(REBUILD_LEVEL);
+	uint64_t want[PT_MAX_LEVELS] = { 0 }, region[PT_MAX_LEVELS];
 	snprintf(buf, len, "canonical: could not rebuild (out of memory)");
-	if (shadow_init(&merged, sh->count))
-		goto out;
-	memcpy(merged.r, sh->r, sh->count * sizeof(*sh->r));
-	merged.count = sh->count;
-	shadow_merge(&merged);
-	if (pool_init_mmap(&pool, pt->pool->capacity + 16, pt->pool->pa_base) ||
+	if (pool_init_mmap(&pool, REBUILD_POOL, REBUILD_PA_BASE) ||
 	    pt_init(&fresh, &pool, pt->levels, pt->max_leaf == PT_LEVEL_1G))
 		goto out;
-	for (size_t i = 0; i < merged.count; i++) {
-		const struct shadow_range *r = &merged.r[i];
-		int ret = pt_map(&fresh, r->va, r->len, r->pa, r->opts);
+	for (int l = 0; l < PT_MAX_LEVELS; l++)
+		region[l] = UINT64_MAX;
+	struct rebuild_run run = { .pt = pt, .sh = sh, .next = shadow_first(sh) };
+	bool have = rebuild_next_run(&run);
+	uint64_t first = have ? run.lin & ~(chunk - 1) : 0, total = 0;
+	if (have) {
+		const struct shadow_range *last = shadow_last(sh);
+		total = pt_linear(pt, last->va) + last->len - first;
+	}
+	while (have) {
+		/* Rebuild a window of whole chunks: every run's part inside it,
+		 * adding chunks while the pool has room for one more. */
+		uint64_t c0 = run.lin & ~(chunk - 1), c1;
+		do {
+			c1 = (run.lin & ~(chunk - 1)) + chunk;
+			while (have && run.lin < c1) {
+				uint64_t end = run.lin + run.len, stop = end < c1 ? end : c1;
+				int ret = pt_map(&fresh, pt_canonical(pt, run.lin), stop - run.lin, run.pa, run.opts);
+				if (ret) {
+					snprintf(buf, len, "canonical: rebuild map of va 0x%llx len 0x%llx failed (%d)",
+						 (unsigned long long)pt_canonical(pt, run.lin),
+						 (unsigned long long)(stop - run.lin), ret);
+					goto out;
+				}
+				/* Above chunk level: one table per aligned region mapped. */
+				for (int l = REBUILD_LEVEL; l < pt->levels - 1; l++) {
+					uint64_t size = pt_level_size(l + 1), a = run.lin / size, b = (stop - 1) / size;
+					if (region[l] != UINT64_MAX && a <= region[l])
+						a = region[l] + 1;
+					if (b != UINT64_MAX && b >= a) {
+						want[l] += b - a + 1;
+						region[l] = b;
+					}
+				}
+				if (stop < end) {
+					run.pa += stop - run.lin;
+					run.len = end - stop;
+					run.lin = stop;
+					break;
+				}
+				have = rebuild_next_run(&run);
+			}
+		} while (have && pool_free(&pool) >= REBUILD_CHUNK_PAGES);
+		/* Compare both ways, leaves and tables below chunk level. */
+		struct rebuild_walk mine = { .self = pt, .other = &fresh, .buf = buf, .len = len };
+		struct rebuild_walk theirs = { .self = &fresh, .other = pt, .buf = buf, .len = len };
+		if (pt_walk(pt, c0, c1, &ops, &mine) || pt_walk(&fresh, c0, c1, &ops, &theirs))
+			goto out;
+		for (int l = 0; l < REBUILD_LEVEL; l++) {
+			if (mine.tables[l] != theirs.tables[l]) {
+				snprintf(buf, len, "canonical: %llu tables at level %d in va 0x%llx-0x%llx, rebuilt from the shadow: %llu",
+					 (unsigned long long)mine.tables[l], l, (unsigned long long)pt_canonical(pt, c0),
+					 (unsigned long long)pt_canonical(pt, c1 - 1) + 1, (unsigned long long)theirs.tables[l]);
+				goto out;
+			}
+			want[l] += theirs.tables[l];
+		}
+		/* Empty the fresh tables again (by canonical half: unmap takes one). */
+		uint64_t half = pt_level_size(pt->levels) / 2;
+		int ret = 0;
+		if (c0 < half)
+			ret = pt_unmap(&fresh, pt_canonical(pt, c0), (c1 < half ? c1 : half) - c0);
+		if (!ret && c1 > half)
+			ret = pt_unmap(&fresh, pt_canonical(pt, c0 > half ? c0 : half), c1 - (c0 > half ? c0 : half));
 		if (ret) {
-			snprintf(buf, len, "canonical: rebuild map of va 0x%llx len 0x%llx failed (%d)",
-				 (unsigned long long)r->va, (unsigned long long)r->len, ret);
+			snprintf(buf, len, "canonical: rebuild unmap of va 0x%llx failed (%d)",
+				 (unsigned long long)pt_canonical(pt, c0), ret);
 			goto out;
 		}
+		if (progress)
+			progress(ctx, c1 - first, total);
 	}
-	uint64_t a[PT_MAX_LEVELS], b[PT_MAX_LEVELS];
-	pt_count_tables(pt, a);
-	pt_count_tables(&fresh, b);
-	for (int l = 0; l < PT_MAX_LEVELS; l++) {
-		if (a[l] != b[l]) {
+	/* What lies where the shadow has nothing. */
+	struct rebuild_holes holes = { .pt = pt, .sh = sh, .buf = buf, .len = len };
+	if (pt_walk(pt, 0, 1ull << (PT_PAGE_SHIFT + 9u * (unsigned)pt->levels), &hole_ops, &holes))
+		goto out;
+	want[pt->levels - 1] = 1;
+	uint64_t have_tables[PT_MAX_LEVELS];
+	pt_count_tables(pt, have_tables);
+	for (int l = 0; l < pt->levels; l++) {
+		if (have_tables[l] != want[l]) {
 			snprintf(buf, len, "canonical: %llu tables at level %d, rebuilt from the shadow: %llu",
-				 (unsigned long long)a[l], l, (unsigned long long)b[l]);
+				 (unsigned long long)have_tables[l], l, (unsigned long long)want[l]);
 			goto out;
 		}
 	}
-	struct rebuild_walk rw = { .other = &fresh, .buf = buf, .len = len };
-	if (pt_walk(pt, 0, 1ull << (PT_PAGE_SHIFT + 9u * (unsigned)pt->levels), &ops, &rw))
-		goto out;
-	struct rebuild_walk back = { .other = pt, .buf = buf, .len = len };
-	if (pt_walk(&fresh, 0, 1ull << (PT_PAGE_SHIFT + 9u * (unsigned)pt->levels), &ops, &back))
-		goto out;
 	result = NULL;
 out:
 	if (fresh.root)
 		pt_destroy(&fresh);
 	if (pool.base)
 		pool_destroy(&pool);
-	shadow_destroy(&merged);
 	return result;
+}
+
+const char *check_rebuild(const struct pt *pt, const struct shadow *sh, char *buf, size_t len)
+{
+	return check_rebuild_progress(pt, sh, buf, len, NULL, NULL);
 }

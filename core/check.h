@@ -18,10 +18,16 @@ const char *check_tables(const struct pt *pt, const struct shadow *sh, uint64_t 
 /* Translation of [va, va+len) only, against sh: the cheap per-op check. */
 const char *check_range(const struct pt *pt, const struct shadow *sh, uint64_t va, uint64_t len, char *buf, size_t len_buf);
 
-/* Canonical-form oracle: rebuilds tables from scratch from sh in a fresh
- * pool and compares shape and entries with pt. Allocates; not for the fault
+/* Canonical-form oracle: rebuilds tables from scratch from sh, one 1 GiB
+ * chunk at a time in a small fresh pool, and compares shape and entries with
+ * pt. Allocates (a few pages, whatever the size of pt); not for the fault
  * path. */
 const char *check_rebuild(const struct pt *pt, const struct shadow *sh, char *buf, size_t len);
+
+/* The same, calling progress (when not NULL) after each chunk with the
+ * linear bytes done of the total the shadow spans. */
+const char *check_rebuild_progress(const struct pt *pt, const struct shadow *sh, char *buf, size_t len,
+				   void (*progress)(void *ctx, uint64_t done, uint64_t total), void *ctx);
 
 /* Slot invariants (DESIGN.md 5) plus check_tables on the slot engine's
  * tables. Lives in check_slots.c. */

@@ -11,7 +11,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#define PM_VA_LIMIT     (1ull << 47)      /* end of the canonical lower half */
+#define PM_VA_LIMIT     PHYSMAP_VA_END    /* see physmap.h */
 #define PM_VA_FIRST     0x1000ull         /* page 0 is never part of the map */
 #define PM_PAGE_MASK    0xfffull
 #define PM_MIN_BLOCK    (2ull << 20)
@@ -516,7 +516,7 @@ static int pm_parse_line(struct pm_cursor *c, struct region *r)
 	 * and --xp code included): permissions never exceed the region's. */
 	r->kind = perms[1] == '-' ? REGION_RO : REGION_NORMAL;
 	/* [vsyscall] lives in the upper half on x86-64 and cannot be given to
-	 * KVM (get_user_pages fails on it); anything else at or above 2^47 is
+	 * KVM (get_user_pages fails on it); anything else from PHYSMAP_VA_END up is
 	 * outside the lower half the map covers. */
 	if ((name_len == 10 && !memcmp(c->p, "[vsyscall]", 10)) || start >= PM_VA_LIMIT)
 		r->kind = REGION_EXCLUDED;

@@ -48,7 +48,13 @@ struct phys_block {
 	size_t region;           /* index into pm->regions */
 };
 
-/* Lays out the canonical lower half minus excluded host regions (and page 0).
+/* Where the physical map ends: the last page below 2^47 is not user address
+ * space on x86-64 (Linux TASK_SIZE, gVisor's MaximumUserAddress are
+ * 2^47 - 4 KiB) and KVM refuses a slot that reaches it, so no layout (trace
+ * tool or kvmrt) ever includes it. */
+#define PHYSMAP_VA_END ((1ull << 47) - 4096)
+
+/* Lays out [4 KiB, PHYSMAP_VA_END) minus excluded host regions.
  * host: n regions, page-aligned, disjoint (any order; sorted copy kept in
  * host_sorted, n entries). out: room for cap physical regions.
  * 0; -EINVAL (overlapping or unaligned regions, bad block size or pa_bits),

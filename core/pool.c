@@ -10,10 +10,16 @@
 #include "pt_assert.h"
 #include "pte.h"
 
-/* Pages given back are zero but for word 0, which holds the index of the next
- * one (capacity ends the list); pages never taken (from `fresh` up) are zero
- * and untouched, so a large pool costs nothing until used. Take and give
- * are O(1). */
+/* Free pages: pages never taken (from `fresh` up) are zero and untouched, so
+ * a large pool costs nothing until used. Pages given back form a list through
+ * info[].next (capacity ends the list), beside the pages: take and give touch
+ * no page memory, and are O(1).
+ *
+ * Known-zero pages: pt.c keeps info[].count (present entries per table page)
+ * and writes a non-present entry only as 0, so a table given back with count
+ * 0 was cleared entry by entry and is already zero: it is not cleared again.
+ * Only a page given back with entries still in it (a collapsed table) is
+ * dirty, and is cleared when it is next taken. */
 
 void pt_assert_fail(const char *file, int line, const char *expr)
 {
@@ -37,9 +43,15 @@ static size_t bitmap_words(uint32_t capacity)
 	return ((size_t)capacity + 63) / 64;
 }
 
+/* Bytes of the per-page info, rounded to whole words. */
+static size_t info_bytes(uint32_t capacity)
+{
+	return ((size_t)capacity * sizeof(struct pool_page_info) + 7) & ~(size_t)7;
+}
+
 size_t pool_bytes(uint32_t capacity)
 {
-	return (size_t)capacity * PT_PAGE_SIZE + 2 * bitmap_words(capacity) * sizeof(uint64_t);
+	return (size_t)capacity * PT_PAGE_SIZE + 2 * bitmap_words(capacity) * sizeof(uint64_t) + info_bytes(capacity);
 }
 
 static uint64_t *page_at(const struct pool *p, uint32_t index)
@@ -52,13 +64,14 @@ static uint32_t page_index(const struct pool *p, const uint64_t *page)
 	return (uint32_t)(((const uint8_t *)page - p->base) / PT_PAGE_SIZE);
 }
 
-/* Sets p up over mem, whose pages must already be zero. */
 static bool pool_args_ok(const void *mem, uint32_t capacity, uint64_t pa_base)
 {
 	return mem && capacity && !((uintptr_t)mem & (PT_PAGE_SIZE - 1)) && !(pa_base & (PT_PAGE_SIZE - 1)) &&
 	       pa_base <= (1ull << 52) - (uint64_t)capacity * PT_PAGE_SIZE;
 }
 
+/* Sets p up over mem, which must be all zero, bookkeeping included: a pool
+ * of the documented maximum (64 GiB) then costs nothing until pages are used. */
 static int pool_setup(struct pool *p, void *mem, uint32_t capacity, uint64_t pa_base)
 {
 	if (!pool_args_ok(mem, capacity, pa_base))
@@ -70,8 +83,8 @@ static int pool_setup(struct pool *p, void *mem, uint32_t capacity, uint64_t pa_
 	p->peak = 0;
 	p->in_use = (uint64_t *)(p->base + (size_t)capacity * PT_PAGE_SIZE);
 	p->mark = p->in_use + bitmap_words(capacity);
+	p->info = (struct pool_page_info *)(p->mark + bitmap_words(capacity));
 	p->mapped = false;
-	memset(p->in_use, 0, 2 * bitmap_words(capacity) * sizeof(uint64_t));
 	p->free_head = capacity;
 	p->fresh = 0;
 	return 0;
@@ -81,7 +94,7 @@ int pool_init(struct pool *p, void *mem, uint32_t capacity, uint64_t pa_base)
 {
 	if (!pool_args_ok(mem, capacity, pa_base))
 		return -EINVAL;
-	memset(mem, 0, (size_t)capacity * PT_PAGE_SIZE);
+	memset(mem, 0, pool_bytes(capacity));
 	return pool_setup(p, mem, capacity, pa_base);
 }
 
@@ -89,7 +102,7 @@ int pool_init_mmap(struct pool *p, uint32_t capacity, uint64_t pa_base)
 {
 	if (capacity == 0)
 		return -EINVAL;
-	void *mem = mmap(NULL, pool_bytes(capacity), PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	void *mem = mmap(NULL, pool_bytes(capacity), PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
 	if (mem == MAP_FAILED)
 		return -ENOMEM;
 	int ret = pool_setup(p, mem, capacity, pa_base); /* mmap memory is zero */
@@ -98,6 +111,23 @@ int pool_init_mmap(struct pool *p, uint32_t capacity, uint64_t pa_base)
 		return ret;
 	}
 	p->mapped = true;
+	return 0;
+}
+
+int pool_prefault(struct pool *p)
+{
+	size_t bytes = pool_bytes(p->capacity);
+#ifdef MADV_POPULATE_WRITE
+	if (madvise(p->base, bytes, MADV_POPULATE_WRITE) == 0)
+		return 0;
+	if (errno != EINVAL) /* EINVAL: a kernel before 5.14; touch instead */
+		return -errno;
+#endif
+	/* One write per page faults it in; the pool's memory is zero and stays so. */
+	for (size_t off = 0; off < bytes; off += PT_PAGE_SIZE) {
+		volatile uint8_t *b = p->base + off;
+		*b = *b;
+	}
 	return 0;
 }
 
@@ -115,14 +145,24 @@ int pool_take(struct pool *p, uint64_t **page)
 	if (p->free_head < p->capacity) {
 		index = p->free_head;
 		pg = page_at(p, index);
-		p->free_head = (uint32_t)pg[0];
-		pg[0] = 0;
+		p->free_head = p->info[index].next;
+		/* The next take reads that page's info, and the engine then
+		 * writes its entries: start both on their way from memory now
+		 * (free pages are in no particular order, so each is a miss). */
+		if (p->free_head < p->capacity) {
+			__builtin_prefetch(&p->info[p->free_head], 1);
+			__builtin_prefetch(page_at(p, p->free_head), 1);
+		}
+		if (p->info[index].dirty)
+			memset(pg, 0, PT_PAGE_SIZE);
+		p->info[index].dirty = 0;
 	} else if (p->fresh < p->capacity) {
 		index = p->fresh++;
 		pg = page_at(p, index);
 	} else {
 		return -ENOMEM;
 	}
+	PT_ASSERT(p->info[index].count == 0 && p->info[index].lo >= p->info[index].hi);
 	p->in_use[index / 64] |= 1ull << (index % 64);
 	p->used++;
 	if (p->used > p->peak)
@@ -131,13 +171,26 @@ int pool_take(struct pool *p, uint64_t **page)
 	return 0;
 }
 
+#ifdef PT_DEBUG
+static bool page_is_zero(const uint64_t *page)
+{
+	for (int i = 0; i < PT_ENTRIES; i++)
+		if (page[i])
+			return false;
+	return true;
+}
+#endif
+
 void pool_give(struct pool *p, uint64_t *page)
 {
 	uint32_t index = page_index(p, page);
 	PT_ASSERT((uint8_t *)page >= p->base && index < p->capacity);
 	PT_ASSERT(p->in_use[index / 64] & (1ull << (index % 64)));
-	memset(page, 0, PT_PAGE_SIZE);
-	page[0] = p->free_head;
+	struct pool_page_info *info = &p->info[index];
+	PT_ASSERT(info->count || page_is_zero(page));
+	info->dirty = info->count != 0;
+	info->count = info->lo = info->hi = 0;
+	info->next = p->free_head;
 	p->free_head = index;
 	p->in_use[index / 64] &= ~(1ull << (index % 64));
 	p->used--;

@@ -9,11 +9,22 @@
 
 #define PT_BOUND_LEVELS 5
 
+/* Bookkeeping of one pool page, beside the pages (never in them, so that
+ * taking and giving pages touches no page memory). */
+struct pool_page_info {
+	uint32_t next;   /* free page: the next free page given back (capacity ends the list) */
+	uint16_t count;  /* taken page: present entries of the table it holds (0..512) */
+	uint16_t lo, hi; /* taken page: every present entry's index is in [lo, hi) (a superset: lo >= hi
+	                  * when there is none; only a table that empties resets it) */
+	uint16_t dirty;  /* free page: its content is not known to be zero */
+};
+
 struct pool {
 	uint8_t *base;        /* capacity pages, page-aligned */
 	uint64_t pa_base;     /* physical address of base */
 	uint64_t *in_use;     /* one bit per page, after the pages */
 	uint64_t *mark;       /* one bit per page, scratch for the checker */
+	struct pool_page_info *info; /* per page; count, lo and hi kept by pt.c */
 	uint32_t capacity;
 	uint32_t used;
 	uint32_t peak;        /* highest `used` seen: what a layout really needed */
@@ -22,7 +33,9 @@ struct pool {
 	bool mapped;          /* memory came from pool_init_mmap */
 };
 
-/* Bytes pool_init needs for `capacity` pages (pages + in-use bitmap). */
+/* Bytes pool_init needs for `capacity` pages (pages, then the in-use and mark
+ * bitmaps and the per-page info: all bookkeeping is part of the pool's one
+ * block, so nothing is allocated after init). */
 size_t pool_bytes(uint32_t capacity);
 
 /* Use `mem` (page-aligned, pool_bytes(capacity) long) whose first page is at
@@ -32,20 +45,49 @@ int pool_init(struct pool *p, void *mem, uint32_t capacity, uint64_t pa_base);
 /* Same with one anonymous mmap of the right size. 0, -EINVAL or -ENOMEM. */
 int pool_init_mmap(struct pool *p, uint32_t capacity, uint64_t pa_base);
 
+/* Optional, at init only: faults every page of the pool in now (writable,
+ * zero), so that the first map does not pay the kernel's first-touch fault
+ * and page clearing per table page. Costs pool_bytes(capacity) of resident
+ * memory from now on, and the kernel's fault + clear time for every page up
+ * front (make bench prints both). 0, or -errno from madvise. */
+int pool_prefault(struct pool *p);
+
 /* Unmaps what pool_init_mmap mapped. */
 void pool_destroy(struct pool *p);
 
-/* A zeroed page into *page: 0, or -ENOMEM when every page is in use. */
+/* A zeroed page into *page (its count 0): 0, or -ENOMEM when every page is
+ * in use. Only a page not known to be zero is cleared here. */
 int pool_take(struct pool *p, uint64_t **page);
 
-/* Returns `page` (taken from p) to the pool. */
+/* Returns `page` (taken from p) to the pool. A page whose count is 0 must be
+ * all zero (its entries were cleared one by one) and is not cleared again;
+ * any other page is marked for clearing when it is next taken. */
 void pool_give(struct pool *p, uint64_t *page);
+
+/* The bookkeeping of the table page that holds entry `pte` (any pointer into
+ * a taken page): O(1), for pt.c to keep up to date at every entry write. */
+static inline struct pool_page_info *pool_info(const struct pool *p, const uint64_t *pte)
+{
+	return &p->info[(size_t)((const uint8_t *)pte - p->base) >> 12]; /* 4 KiB pages */
+}
+
+/* Its count of present entries. */
+static inline uint16_t *pool_count(const struct pool *p, const uint64_t *pte)
+{
+	return &pool_info(p, pte)->count;
+}
 
 static inline uint32_t pool_free(const struct pool *p) { return p->capacity - p->used; }
 
 /* Physical address of a pool page, and back (NULL when pa is not a pool page). */
 uint64_t pool_pa(const struct pool *p, const uint64_t *page);
 uint64_t *pool_page(const struct pool *p, uint64_t pa);
+
+/* The same without the checks, for a pa the engine itself put in an entry. */
+static inline uint64_t *pool_page_at(const struct pool *p, uint64_t pa)
+{
+	return (uint64_t *)(p->base + (pa - p->pa_base));
+}
 
 /* Is the pool page at physical address pa taken? */
 bool pool_pa_in_use(const struct pool *p, uint64_t pa);

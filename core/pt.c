@@ -6,7 +6,15 @@
  * them, the writing pass, which therefore cannot fail half-way. On the way
  * back up, every table the walk went through is settled: freed when empty,
  * collapsed into one huge leaf when uniform. That keeps the tables canonical:
- * exactly those the current mapping needs, whatever the history. */
+ * exactly those the current mapping needs, whatever the history.
+ *
+ * Bookkeeping: the pool keeps, per table page, the number of present entries
+ * (pool_count). Every entry write below keeps it exact: single entries
+ * through entry_set, runs of 4 KiB entries in set_leaf_run, a table filled
+ * from a split leaf in install_table. So "empty" is count == 0 and a table is
+ * scanned for uniformity only when count == 512; settling a table is O(1)
+ * otherwise. A non-present entry is always written as 0, so a table whose
+ * count reaches 0 is all zero and the pool need not clear it again. */
 #include "pt.h"
 
 #include <errno.h>
@@ -43,7 +51,8 @@ uint64_t *pt_child(const struct pt *pt, uint64_t pte)
 	return pool_page(pt->pool, pte & PTE_ADDR_MASK);
 }
 
-uint64_t pte_make_leaf(uint64_t pa, int level, uint32_t opts)
+/* Inlined into the walks: a map writes one per leaf. */
+static inline uint64_t make_leaf(uint64_t pa, int level, uint32_t opts)
 {
 	uint64_t pte = pa | PTE_P;
 	if (level > PT_LEVEL_4K)
@@ -61,6 +70,11 @@ uint64_t pte_make_leaf(uint64_t pa, int level, uint32_t opts)
 	if (opts & PT_UC)
 		pte |= PTE_PWT | PTE_PCD;
 	return pte;
+}
+
+uint64_t pte_make_leaf(uint64_t pa, int level, uint32_t opts)
+{
+	return make_leaf(pa, level, opts);
 }
 
 uint32_t pte_leaf_opts(uint64_t pte, int level)
@@ -84,7 +98,17 @@ uint32_t pte_leaf_opts(uint64_t pte, int level)
 
 /* ---- the walker ---- */
 
-int pt_walk(const struct pt *pt, uint64_t start, uint64_t end, const struct pt_walk_ops *ops, void *priv)
+/* A visitor of this file: inlined into the walk specialized for it. */
+#define VISITOR static inline __attribute__((always_inline))
+
+/* The one walker. It is always inlined, so that each caller in this file,
+ * which passes a constant `ops`, gets it specialized: the visitor calls are
+ * direct (and small visitors inlined), which halves the instructions of a
+ * small map. Everyone else calls the out-of-line pt_walk. `trusted`: the
+ * tables are the engine's own, so a table entry is a pool page without
+ * checking (the checkers' walks check it). */
+static inline __attribute__((always_inline)) int walk(const struct pt *pt, uint64_t start, uint64_t end,
+						     const struct pt_walk_ops *ops, void *priv, bool trusted)
 {
 	uint64_t *table[PT_MAX_LEVELS];
 	uint64_t *parent[PT_MAX_LEVELS]; /* the entry that points to table[level] */
@@ -100,21 +124,24 @@ int pt_walk(const struct pt *pt, uint64_t start, uint64_t end, const struct pt_w
 		uint64_t next = pt_addr_end(addr, stop[level], level);
 		uint64_t *pte = &table[level][pt_index(addr, level)];
 		int ret = 0;
-		if (ops->skip_holes && !pte_present(*pte)) {
+		if (level == PT_LEVEL_4K && ops->leaf_run) {
+			/* The whole run, holes included, without reading it here: a
+			 * table's entries are often not in the cache, and the visitor
+			 * may know from the pool's bookkeeping what they hold. */
+			next = stop[level];
+			ret = ops->leaf_run(priv, pte, (unsigned)((next - addr) >> PT_PAGE_SHIFT), addr);
+		} else if (ops->skip_holes && !pte_present(*pte)) {
 			/* Jump over the run of holes in one tight loop. */
 			while (next < stop[level] && !pte_present(table[level][pt_index(next, level)]))
 				next = pt_addr_end(next, stop[level], level);
-		} else if (level == PT_LEVEL_4K && ops->leaf_run) {
-			next = stop[level];
-			ret = ops->leaf_run(priv, pte, (unsigned)((next - addr) >> PT_PAGE_SHIFT), addr);
 		} else {
 			ret = ops->entry(priv, pte, level, addr, next);
 		}
 		if (ret == PT_WALK_DESCEND) {
 			PT_ASSERT(pte_is_table(*pte, level));
 			level--;
-			table[level] = pt_child(pt, *pte);
-			PT_ASSERT(table[level] != NULL);
+			PT_ASSERT(pt_child(pt, *pte) != NULL);
+			table[level] = trusted ? pool_page_at(pt->pool, *pte & PTE_ADDR_MASK) : pt_child(pt, *pte);
 			parent[level] = pte;
 			stop[level] = next;
 			continue;
@@ -133,6 +160,11 @@ int pt_walk(const struct pt *pt, uint64_t start, uint64_t end, const struct pt_w
 		}
 	}
 	return 0;
+}
+
+int pt_walk(const struct pt *pt, uint64_t start, uint64_t end, const struct pt_walk_ops *ops, void *priv)
+{
+	return walk(pt, start, end, ops, priv, false);
 }
 
 /* ---- argument checks ---- */
@@ -261,7 +293,7 @@ static uint64_t new_table_needs(const struct set_walk *w, int level, uint64_t st
 	return tables;
 }
 
-static int count_entry(void *priv, uint64_t *pte, int level, uint64_t addr, uint64_t next)
+VISITOR int count_entry(void *priv, uint64_t *pte, int level, uint64_t addr, uint64_t next)
 {
 	struct set_walk *w = priv;
 	if (pte_is_table(*pte, level)) /* a 4 KiB entry never needs a table */
@@ -270,6 +302,58 @@ static int count_entry(void *priv, uint64_t *pte, int level, uint64_t addr, uint
 		return 0;
 	w->pages += 1 + new_table_needs(w, level - 1, addr, next);
 	return 0;
+}
+
+/* Index of an entry in its table page. */
+static unsigned entry_index(const uint64_t *pte)
+{
+	return (unsigned)((uintptr_t)pte / sizeof(*pte)) & (PT_ENTRIES - 1);
+}
+
+/* Entries [i, j) of the table are present now: widen its extent. */
+static void extent_add(struct pool_page_info *info, unsigned i, unsigned j)
+{
+	if (info->lo >= info->hi) {
+		info->lo = (uint16_t)i;
+		info->hi = (uint16_t)j;
+		return;
+	}
+	if (i < info->lo)
+		info->lo = (uint16_t)i;
+	if (j > info->hi)
+		info->hi = (uint16_t)j;
+}
+
+/* Entries [i, j) of the table were cleared: narrow its extent where that is
+ * known without looking (the cleared run was at one end, or nothing is left). */
+static void extent_clear(struct pool_page_info *info, unsigned i, unsigned j)
+{
+	if (info->count == 0) {
+		info->lo = info->hi = 0;
+		return;
+	}
+	if (i <= info->lo && j > info->lo)
+		info->lo = (uint16_t)j;
+	if (j >= info->hi && i < info->hi)
+		info->hi = (uint16_t)i;
+}
+
+/* Writes one entry of a table page and keeps that table's count and extent.
+ * Release order: a vCPU may be walking, and a new table must be filled
+ * before it is linked (install_table) or a leaf written before its table is
+ * freed. */
+static void entry_set(struct pool *pool, uint64_t *pte, uint64_t val)
+{
+	struct pool_page_info *info = pool_info(pool, pte);
+	unsigned i = entry_index(pte);
+	bool was = pte_present(*pte), now = pte_present(val);
+	info->count = (uint16_t)(info->count + now - was);
+	PT_ASSERT(info->count <= PT_ENTRIES);
+	if (now && !was)
+		extent_add(info, i, i + 1);
+	else if (was && !now)
+		extent_clear(info, i, i + 1);
+	__atomic_store_n(pte, val, __ATOMIC_RELEASE);
 }
 
 /* Puts a table under *pte: empty, or holding what the leaf *pte mapped. */
@@ -284,30 +368,62 @@ static void install_table(struct pt *pt, uint64_t *pte, int level)
 		uint32_t opts = pte_leaf_opts(*pte, level);
 		uint64_t pa = pte_addr(*pte, level);
 		for (int i = 0; i < PT_ENTRIES; i++)
-			table[i] = pte_make_leaf(pa + (uint64_t)i * pt_level_size(child), child, opts);
+			table[i] = make_leaf(pa + (uint64_t)i * pt_level_size(child), child, opts);
+		struct pool_page_info *info = pool_info(pt->pool, table);
+		info->count = PT_ENTRIES;
+		extent_add(info, 0, PT_ENTRIES);
 	}
-	/* Fill the table before linking it: a vCPU may be walking right now. */
-	__atomic_store_n(pte, pool_pa(pt->pool, table) | PTE_TABLE_FLAGS, __ATOMIC_RELEASE);
+	entry_set(pt->pool, pte, pool_pa(pt->pool, table) | PTE_TABLE_FLAGS);
 }
 
-static int set_leaf_run(void *priv, uint64_t *ptes, unsigned n, uint64_t addr)
+/* Present entries among ptes[0..n), which are entries [i, i + n) of their
+ * table: from the bookkeeping alone when the run is the whole table, the
+ * table is empty or full, or the run misses or covers the extent; else a
+ * scan of the run. The bookkeeping matters: the run's entries are usually
+ * not in the cache, and a map that only stores to them does not wait for
+ * them, while a load does. */
+static unsigned run_present(const struct pool_page_info *info, const uint64_t *ptes, unsigned i, unsigned n)
+{
+	unsigned count = info->count;
+	if (count == 0 || n == PT_ENTRIES || i + n <= info->lo || i >= info->hi)
+		return n == PT_ENTRIES ? count : 0;
+	if (count == PT_ENTRIES)
+		return n;
+	if (i <= info->lo && i + n >= info->hi)
+		return count;
+	unsigned present = 0;
+	for (unsigned k = 0; k < n; k++)
+		present += (unsigned)(ptes[k] & PTE_P);
+	return present;
+}
+
+VISITOR int set_leaf_run(void *priv, uint64_t *ptes, unsigned n, uint64_t addr)
 {
 	struct set_walk *w = priv;
+	struct pool_page_info *info = pool_info(w->pt->pool, ptes);
+	unsigned i = entry_index(ptes);
+	unsigned before = run_present(info, ptes, i, n);
 	if (w->clear) {
+		if (before == 0) /* all holes, so all zero already */
+			return 0;
 		memset(ptes, 0, n * sizeof(*ptes));
+		info->count = (uint16_t)(info->count - before);
+		extent_clear(info, i, i + n);
 		return 0;
 	}
-	uint64_t pte = pte_make_leaf(w->pa + (addr - w->va), PT_LEVEL_4K, w->opts);
-	for (unsigned i = 0; i < n; i++, pte += PT_PAGE_SIZE)
-		ptes[i] = pte;
+	uint64_t pte = make_leaf(w->pa + (addr - w->va), PT_LEVEL_4K, w->opts);
+	for (unsigned k = 0; k < n; k++, pte += PT_PAGE_SIZE)
+		ptes[k] = pte;
+	info->count = (uint16_t)(info->count + n - before);
+	extent_add(info, i, i + n);
 	return 0;
 }
 
-static int set_entry(void *priv, uint64_t *pte, int level, uint64_t addr, uint64_t next)
+VISITOR int set_entry(void *priv, uint64_t *pte, int level, uint64_t addr, uint64_t next)
 {
 	struct set_walk *w = priv;
 	if (!pte_is_table(*pte, level) && leaf_fits(w, level, addr, next)) {
-		*pte = w->clear ? 0 : pte_make_leaf(w->pa + (addr - w->va), level, w->opts);
+		entry_set(w->pt->pool, pte, w->clear ? 0 : make_leaf(w->pa + (addr - w->va), level, w->opts));
 		return 0;
 	}
 	if (w->clear && !pte_present(*pte))
@@ -335,28 +451,22 @@ static bool table_is_uniform(const uint64_t *table, int level)
 	return true;
 }
 
-static bool table_is_empty(const uint64_t *table)
-{
-	for (int i = 0; i < PT_ENTRIES; i++)
-		if (pte_present(table[i]))
-			return false;
-	return true;
-}
-
 /* Leaving the child table of *pte: free it when empty, collapse it into a
- * leaf when uniform and a leaf may sit at this level. */
-static int settle_entry(void *priv, uint64_t *pte, int level, uint64_t addr)
+ * leaf when full, uniform and a leaf may sit at this level. O(1) from the
+ * count unless the table is full. */
+VISITOR int settle_entry(void *priv, uint64_t *pte, int level, uint64_t addr)
 {
 	struct set_walk *w = priv;
 	struct pt *pt = w->pt;
-	uint64_t *table = pt_child(pt, *pte);
+	uint64_t *table = pool_page_at(pt->pool, *pte & PTE_ADDR_MASK);
+	unsigned count = *pool_count(pt->pool, table);
 	(void)addr;
-	if (table_is_empty(table)) {
-		*pte = 0;
+	if (count == 0) {
+		entry_set(pt->pool, pte, 0);
 		pool_give(pt->pool, table);
-	} else if (level <= pt->max_leaf && table_is_uniform(table, level - 1)) {
+	} else if (count == PT_ENTRIES && level <= pt->max_leaf && table_is_uniform(table, level - 1)) {
 		uint64_t first = table[0];
-		*pte = pte_make_leaf(pte_addr(first, level - 1), level, pte_leaf_opts(first, level - 1));
+		entry_set(pt->pool, pte, make_leaf(pte_addr(first, level - 1), level, pte_leaf_opts(first, level - 1)));
 		pool_give(pt->pool, table);
 	}
 	return 0;
@@ -370,21 +480,60 @@ static const struct pt_walk_ops clear_ops = {
 	.entry = set_entry, .leaf_run = set_leaf_run, .leave = settle_entry, .skip_holes = true
 };
 
-/* Table pages the operation takes at most (the counting pass). */
-static uint32_t set_cost(struct set_walk *w, uint64_t len)
+/* Table pages the operation takes at most (the counting pass). Not inlined:
+ * its walk's frame and the writing walk's are siblings, never stacked (the
+ * fault path runs on a small signal stack). */
+static __attribute__((noinline)) uint32_t set_cost(struct set_walk *w, uint64_t len)
 {
 	w->pages = 0;
-	pt_walk(w->pt, w->va, w->va + len, w->clear ? &clear_count_ops : &count_ops, w);
+	if (w->clear)
+		walk(w->pt, w->va, w->va + len, &clear_count_ops, w, true);
+	else
+		walk(w->pt, w->va, w->va + len, &count_ops, w, true);
 	return (uint32_t)(w->pages > UINT32_MAX ? UINT32_MAX : w->pages);
 }
 
+/* A bound on what set_cost returns, from the length alone in O(1): the
+ * operation takes at most one table under each entry it touches (fewer: only
+ * where it covers an entry in part or no leaf may stand for it), and a range
+ * of len bytes touches at most len / size + 2 entries of each level k >= 1
+ * (size >= 2 MiB), which sums to less than len / 1 MiB + 2 * levels. */
+static uint64_t set_upper(const struct pt *pt, uint64_t len)
+{
+	return (len >> 20) + 2 * (uint64_t)pt->levels;
+}
+
+/* The writing pass, cannot fail. Not inlined, for the same reason. */
+static __attribute__((noinline)) void set_write(struct set_walk *w, uint64_t len)
+{
+	if (w->clear)
+		walk(w->pt, w->va, w->va + len, &clear_ops, w, true);
+	else
+		walk(w->pt, w->va, w->va + len, &set_ops, w, true);
+}
+
+/* All or nothing: the writing pass starts only when the pool holds what the
+ * counting pass says it may take. When the pool holds even set_upper's bound
+ * (nearly always: a small operation needs a handful of pages at most), the
+ * counting pass could not say otherwise and is skipped; debug builds run it
+ * anyway and check the bound. */
 static int set_range(struct set_walk *w, uint64_t len)
 {
-	uint32_t need = set_cost(w, len);
-	if (need > pool_free(w->pt->pool))
+	uint64_t need = set_upper(w->pt, len);
+	uint32_t free_pages = pool_free(w->pt->pool);
+#ifdef PT_DEBUG
+	uint32_t exact = set_cost(w, len);
+	PT_ASSERT(exact <= need);
+	if (need > free_pages)
+		need = exact;
+#else
+	if (need > free_pages)
+		need = set_cost(w, len);
+#endif
+	if (need > free_pages)
 		return -ENOMEM;
 	uint32_t before = w->pt->pool->used;
-	pt_walk(w->pt, w->va, w->va + len, w->clear ? &clear_ops : &set_ops, w);
+	set_write(w, len);
 	PT_ASSERT(w->pt->pool->used <= before + need);
 	(void)before;
 	return 0;
@@ -434,7 +583,7 @@ struct find_walk {
 };
 
 /* Stops (1) at the first present leaf. */
-static int find_entry(void *priv, uint64_t *pte, int level, uint64_t addr, uint64_t next)
+VISITOR int find_entry(void *priv, uint64_t *pte, int level, uint64_t addr, uint64_t next)
 {
 	struct find_walk *f = priv;
 	(void)next;
@@ -456,7 +605,7 @@ int pt_lookup(const struct pt *pt, uint64_t va, struct pt_leaf *leaf)
 		return -EINVAL;
 	struct find_walk f = { .pt = pt };
 	uint64_t lin = pt_linear(pt, va);
-	if (pt_walk(pt, lin, lin + 1, &find_ops, &f) != 1)
+	if (walk(pt, lin, lin + 1, &find_ops, &f, true) != 1)
 		return -ENOENT;
 	uint64_t size = pt_level_size(f.level);
 	uint64_t base = lin & ~(size - 1);
@@ -474,7 +623,7 @@ int pt_is_empty(const struct pt *pt, uint64_t va, uint64_t len, bool *empty)
 		return -EINVAL;
 	struct find_walk f = { .pt = pt };
 	uint64_t lin = pt_linear(pt, va);
-	*empty = pt_walk(pt, lin, lin + len, &find_ops, &f) != 1;
+	*empty = walk(pt, lin, lin + len, &find_ops, &f, true) != 1;
 	return 0;
 }
 
@@ -523,7 +672,7 @@ void pt_destroy(struct pt *pt)
 		return;
 	/* Unmapping whole top-level entries never splits, so it cannot fail. */
 	struct set_walk w = { .pt = pt, .clear = true };
-	pt_walk(pt, 0, 1ull << va_bits(pt), &clear_ops, &w);
+	walk(pt, 0, 1ull << va_bits(pt), &clear_ops, &w, true);
 	pool_give(pt->pool, pt->root);
 	pt->root = NULL;
 }

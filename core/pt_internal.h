@@ -15,12 +15,14 @@ struct pt_walk_ops {
 	 * Addresses are linear offsets (canonical VA with the sign bits cut). */
 	int (*entry)(void *priv, uint64_t *pte, int level, uint64_t addr, uint64_t next);
 	/* Optional: a run of n level-0 (4 KiB) entries from ptes[0], covering
-	 * [addr, addr + n * 4 KiB), all in the range. When set, the walker
-	 * calls it instead of `entry` at level 0, so that leaf writes are one
-	 * tight loop. Same return rule, without PT_WALK_DESCEND. */
+	 * [addr, addr + n * 4 KiB), all in the range, holes included (even
+	 * with skip_holes: the walker does not read the run). When set, the
+	 * walker calls it instead of `entry` at level 0, so that leaf writes
+	 * are one tight loop. Same return rule, without PT_WALK_DESCEND. */
 	int (*leaf_run)(void *priv, uint64_t *ptes, unsigned n, uint64_t addr);
 	/* The visitor ignores entries that are not present: the walker skips
-	 * them without a call (whole-space walks are mostly holes). */
+	 * them without a call (whole-space walks are mostly holes), but for
+	 * leaf_run's runs. */
 	bool skip_holes;
 	/* Optional: the walk has left the child table of *pte (an entry at `level`
 	 * covering addr). Called for every table the walk descended into. */

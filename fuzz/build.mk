@@ -14,6 +14,9 @@
 # FUZZ_EXTRA_SRCS_<target> (.c or .S, compiled per variant) and libraries in
 # FUZZ_LDLIBS_<target>, set before this file is included.
 
+# fuzz_trace runs the text-trace interpreter itself.
+FUZZ_EXTRA_SRCS_fuzz_trace := fuzz/trace.c
+
 FUZZ_SRCS    := $(sort $(wildcard fuzz/fuzz_*.c))
 FUZZ_TARGETS := $(patsubst fuzz/%.c,%,$(FUZZ_SRCS))
 # Targets with an encoder, seed traces and a kvmpt-trace round trip.
@@ -187,3 +190,10 @@ TESTS += $(FUZZ_TESTS)
 CHECK_DEPS += $(FUZZ_TESTS) $(B)/replay-tsan/fuzz_slots \
 	$(call FUZZ_BIN,replay-asan) $(call FUZZ_BIN,replay) $(call FUZZ_BIN,libfuzzer) \
 	$(foreach t,$(FUZZ_CODEC_TARGETS),$(B)/encode/$(t)) $(B)/kvmpt-trace
+
+# kvmpt-trace's reader against hostile input (directories, /dev/zero, long
+# lines, NUL bytes), release and ASan+UBSan, under memory and time limits.
+# Valid traces scale: 65,537 and 1M single-page maps, the 64 GiB pool, a
+# 512 GiB map of 4 KiB pages checked with progress, in bounded memory.
+TESTS += fuzz/tests/trace-input.sh fuzz/tests/trace-scale.sh
+CHECK_DEPS += $(B)/release/kvmpt-trace $(B)/asubsan/kvmpt-trace

@@ -20,8 +20,9 @@
  *  - pt_lookup and pt_is_empty at probes near the touched range equal the
  *    shadow's prediction (leaf base, size, PA and options).
  * At the end: the same walk over the whole address space with a structural
- * check (every table referenced once, in use, non-empty), check_tables,
- * check_rebuild, and pt_destroy giving every page back.
+ * check (every table referenced once, in use, non-empty, its pool count
+ * right), check_tables, check_rebuild, and pt_destroy giving every page back.
+ * (check_range after every op also checks the count of each table it walks.)
  *
  * Debugging: build/replay/fuzz_pt --trace FILE prints the text trace an input
  * decodes to; build/kvmpt-trace runs that trace with full checking. On a
@@ -393,18 +394,10 @@ static uint64_t r_lo(const struct shadow_range *r)
 	return lin(r->va);
 }
 
-/* First range that ends after linear x. */
-static size_t sh_lower(const struct shadow *sh, uint64_t x)
+/* First range that ends after linear x (x below 2^48), or NULL. */
+static const struct shadow_range *sh_lower(const struct shadow *sh, uint64_t x)
 {
-	size_t lo = 0, hi = sh->count;
-	while (lo < hi) {
-		size_t mid = lo + (hi - lo) / 2;
-		if (r_lo(&sh->r[mid]) + sh->r[mid].len <= x)
-			lo = mid + 1;
-		else
-			hi = mid;
-	}
-	return lo;
+	return shadow_lower(sh, canon(x));
 }
 
 static bool contig(const struct shadow_range *a, const struct shadow_range *b)
@@ -421,17 +414,16 @@ struct leafp {
 static bool predict_leaf(const struct fz *f, uint64_t x, struct leafp *lp)
 {
 	const struct shadow *sh = &f->sh;
-	size_t i = sh_lower(sh, x);
-	if (i == sh->count || r_lo(&sh->r[i]) > x)
+	const struct shadow_range *i = sh_lower(sh, x), *a, *b, *n;
+	if (!i || r_lo(i) > x)
 		return false;
-	size_t a = i, b = i;
-	while (a > 0 && contig(&sh->r[a - 1], &sh->r[a]))
-		a--;
-	while (b + 1 < sh->count && contig(&sh->r[b], &sh->r[b + 1]))
-		b++;
-	uint64_t rv = r_lo(&sh->r[a]), re = r_lo(&sh->r[b]) + sh->r[b].len;
-	uint64_t delta = sh->r[i].pa - r_lo(&sh->r[i]);
-	lp->opts = sh->r[i].opts;
+	for (a = i; (n = shadow_prev(sh, a)) && contig(n, a);)
+		a = n;
+	for (b = i; (n = shadow_next(sh, b)) && contig(b, n);)
+		b = n;
+	uint64_t rv = r_lo(a), re = r_lo(b) + b->len;
+	uint64_t delta = i->pa - r_lo(i);
+	lp->opts = i->opts;
 	lp->size = PAGE;
 	for (uint64_t s = f->h.huge_1g ? SZ_1G : SZ_2M; s >= SZ_2M; s >>= 9) {
 		uint64_t base = x & ~(s - 1);
@@ -447,8 +439,8 @@ static bool predict_leaf(const struct fz *f, uint64_t x, struct leafp *lp)
 
 static bool sh_empty(const struct shadow *sh, uint64_t lo, uint64_t hi)
 {
-	size_t i = sh_lower(sh, lo);
-	return i == sh->count || r_lo(&sh->r[i]) >= hi;
+	const struct shadow_range *i = sh_lower(sh, lo);
+	return !i || r_lo(i) >= hi;
 }
 
 /* Table pages the canonical form of the shadow needs, root included. */
@@ -460,15 +452,14 @@ static uint64_t canonical_tables(const struct fz *f)
 		uint64_t s = 1ull << (12 + 9 * lv);
 		bool leaf_ok = lv <= (f->h.huge_1g ? 2 : 1);
 		uint64_t next_free = 0;
-		for (size_t i = 0; i < sh->count;) {
-			uint64_t v = r_lo(&sh->r[i]), e = v + sh->r[i].len;
-			uint64_t d = sh->r[i].pa - v;
-			size_t j = i + 1;
-			while (j < sh->count && contig(&sh->r[j - 1], &sh->r[j])) {
-				e += sh->r[j].len;
-				j++;
+		for (const struct shadow_range *i = shadow_first(sh), *j; i; i = j) {
+			uint64_t v = r_lo(i), e = v + i->len;
+			uint64_t d = i->pa - v;
+			const struct shadow_range *p = i;
+			for (j = shadow_next(sh, i); j && contig(p, j); j = shadow_next(sh, j)) {
+				e += j->len;
+				p = j;
 			}
-			i = j;
 			uint64_t first = v / s, last = (e - 1) / s;
 			if (first < next_free)
 				first = next_free;
@@ -523,9 +514,8 @@ static uint64_t *table_at(struct fz *f, uint64_t pa, int lv, uint64_t x)
 static void expect_span(struct fz *f, uint64_t lo, uint64_t hi, uint64_t pa, uint32_t opts, uint64_t size)
 {
 	char o1[48], o2[48];
-	size_t i = sh_lower(&f->sh, lo);
-	for (uint64_t c = lo; c < hi; i++) {
-		const struct shadow_range *r = i < f->sh.count ? &f->sh.r[i] : NULL;
+	const struct shadow_range *r = sh_lower(&f->sh, lo);
+	for (uint64_t c = lo; c < hi; r = shadow_next(&f->sh, r)) {
 		if (!r || r_lo(r) > c)
 			fz_fail(f, "translation: va 0x%llx maps to pa 0x%llx %s (leaf 0x%llx), shadow has nothing",
 				(unsigned long long)canon(c), (unsigned long long)(pa + (c - lo)), fmt_opts(opts, o1),
@@ -541,9 +531,8 @@ static void expect_span(struct fz *f, uint64_t lo, uint64_t hi, uint64_t pa, uin
 
 static void expect_hole(struct fz *f, uint64_t lo, uint64_t hi)
 {
-	size_t i = sh_lower(&f->sh, lo);
-	if (i < f->sh.count && r_lo(&f->sh.r[i]) < hi) {
-		const struct shadow_range *r = &f->sh.r[i];
+	const struct shadow_range *r = sh_lower(&f->sh, lo);
+	if (r && r_lo(r) < hi) {
 		uint64_t c = r_lo(r) > lo ? r_lo(r) : lo;
 		fz_fail(f, "translation: va 0x%llx is unmapped, shadow says pa 0x%llx", (unsigned long long)canon(c),
 			(unsigned long long)(r->pa + (c - r_lo(r))));
@@ -639,8 +628,17 @@ static void walk_compare(struct fz *f, uint64_t lo, uint64_t hi)
 	}
 }
 
-/* Whole-tree structure: each table referenced once, in use, not empty;
- * references + root == used == population of the in-use bitmap. */
+/* The pool's count of present entries (the engine frees and collapses by
+ * it) must match the table. */
+static void check_count(struct fz *f, const uint64_t *t, unsigned present, uint64_t index)
+{
+	if (*pool_count(&f->pool, t) != present)
+		fz_fail(f, "structure: table page %llu holds %u present entries, its count says %u",
+			(unsigned long long)index, present, *pool_count(&f->pool, t));
+}
+
+/* Whole-tree structure: each table referenced once, in use, not empty, its
+ * count right; references + root == used == population of the in-use bitmap. */
 static void check_structure(struct fz *f)
 {
 	struct pool *p = &f->pool;
@@ -654,6 +652,10 @@ static void check_structure(struct fz *f)
 	stack_i[3] = 0;
 	uint64_t ri = ((uint8_t *)f->pt.root - p->base) / PAGE;
 	f->mark[ri / 64] |= 1ull << (ri % 64);
+	unsigned root_present = 0;
+	for (int k = 0; k < 512; k++)
+		root_present += f->pt.root[k] & 1;
+	check_count(f, f->pt.root, root_present, ri);
 	if (pt_root_pa(&f->pt) != p->pa_base + ri * PAGE)
 		fz_fail(f, "structure: pt_root_pa 0x%llx, root page is at pa 0x%llx",
 			(unsigned long long)pt_root_pa(&f->pt), (unsigned long long)(p->pa_base + ri * PAGE));
@@ -671,11 +673,12 @@ static void check_structure(struct fz *f)
 			fz_fail(f, "structure: table page %llu referenced twice", (unsigned long long)ci);
 		f->mark[ci / 64] |= 1ull << (ci % 64);
 		refs++;
-		bool any = false;
-		for (int k = 0; k < 512 && !any; k++)
-			any = child[k] & 1;
-		if (!any)
+		unsigned present = 0;
+		for (int k = 0; k < 512; k++)
+			present += child[k] & 1;
+		if (!present)
 			fz_fail(f, "structure: empty table page %llu under a level %d entry", (unsigned long long)ci, lv);
+		check_count(f, child, present, ci);
 		if (lv == 1)
 			continue; /* a page table holds only leaves: nothing below to visit */
 		lv--;
@@ -850,8 +853,8 @@ static void run_set(struct fz *f, const struct op *op)
 	} else {
 		int rs = map ? shadow_map(&f->sh, op->va, op->len, op->pa, op->opts)
 			     : shadow_unmap(&f->sh, op->va, op->len);
-		if (rs == -ENOSPC)
-			fz_fail(f, "shadow full (%zu ranges): harness bug", f->sh.count);
+		if (rs == -ENOMEM)
+			fz_fail(f, "shadow out of memory (%zu ranges)", f->sh.count);
 		if (rc != want || rs != want)
 			fz_fail(f, "%s returned %d, shadow %d, want %d", map ? "map" : "unmap", rc, rs, want);
 		if (rc == 0 && cost > f->pool.capacity - used0)

@@ -47,7 +47,8 @@
 #define SZ_2M     0x200000ull
 #define SZ_1G     0x40000000ull
 #define SZ_512G   0x8000000000ull
-#define VA_END    (1ull << 47)
+#define VA_END    (1ull << 47)          /* host regions may reach it */
+#define MAP_END   (VA_END - PAGE)       /* the physical map stops a page short (physmap.h) */
 #define MAX_HOST  16
 #define MAX_OPS   192
 #define MAX_BLOCKS 16384   /* the block size grows until the layout has no more */
@@ -372,18 +373,18 @@ static int cmp_u64(const void *a, const void *b)
 	return x < y ? -1 : x > y;
 }
 
-/* Maximal runs of one kind over [4K, 2^47): usable bytes and run count. */
+/* Maximal runs of one kind over [4K, 2^47 - 4K): usable bytes and run count. */
 static void runs(const struct header *h, uint64_t *usable, uint64_t *count)
 {
 	uint64_t pts[2 * (MAX_HOST + 2) + 2];
 	size_t n = 0;
 	pts[n++] = PAGE;
-	pts[n++] = VA_END;
+	pts[n++] = MAP_END;
 	for (size_t i = 0; i < h->n; i++) {
 		uint64_t a = h->host[i].va, b = h->host[i].va + h->host[i].len;
-		if (a > PAGE && a < VA_END)
+		if (a > PAGE && a < MAP_END)
 			pts[n++] = a;
-		if (b > PAGE && b < VA_END && b > a)
+		if (b > PAGE && b < MAP_END && b > a)
 			pts[n++] = b;
 	}
 	qsort(pts, n, sizeof(pts[0]), cmp_u64);
@@ -454,8 +455,8 @@ static void check_layout(struct fz *f, const struct physmap_config *c)
 			fz_fail(f, "layout: region %zu pa 0x%llx len 0x%llx outside [0x%llx, 2^%u)", i,
 				(unsigned long long)r->pa, (unsigned long long)r->len,
 				(unsigned long long)c->reserved, c->pa_bits);
-		if (r->va < PAGE || r->va > VA_END || r->len > VA_END - r->va)
-			fz_fail(f, "layout: region %zu va 0x%llx len 0x%llx outside [4K, 2^47)", i,
+		if (r->va < PAGE || r->va > MAP_END || r->len > MAP_END - r->va)
+			fz_fail(f, "layout: region %zu va 0x%llx len 0x%llx outside [4K, 2^47 - 4K)", i,
 				(unsigned long long)r->va, (unsigned long long)r->len);
 		if (r->kind != REGION_NORMAL && r->kind != REGION_RO && r->kind != REGION_MMIO)
 			fz_fail(f, "layout: region %zu has kind %d", i, r->kind);
@@ -472,12 +473,12 @@ static void check_layout(struct fz *f, const struct physmap_config *c)
 	uint64_t pts[2 * (MAX_HOST + 2) + 2 * (2 * MAX_HOST + 8) + 2];
 	size_t n = 0;
 	pts[n++] = PAGE;
-	pts[n++] = VA_END;
+	pts[n++] = MAP_END;
 	for (size_t i = 0; i < f->h.n; i++) {
 		uint64_t a = f->h.host[i].va, b = a + f->h.host[i].len;
-		if (a > PAGE && a < VA_END)
+		if (a > PAGE && a < MAP_END)
 			pts[n++] = a;
-		if (b > PAGE && b < VA_END && b > a)
+		if (b > PAGE && b < MAP_END && b > a)
 			pts[n++] = b;
 	}
 	for (size_t i = 0; i < pm->count; i++) {
@@ -488,7 +489,7 @@ static void check_layout(struct fz *f, const struct physmap_config *c)
 	size_t ri = 0;
 	for (size_t i = 0; i + 1 < n; i++) {
 		uint64_t x = pts[i];
-		if (x == pts[i + 1] || x < PAGE || x >= VA_END)
+		if (x == pts[i + 1] || x < PAGE || x >= MAP_END)
 			continue;
 		int want = host_kind(&f->h, x);
 		while (ri < pm->count && pm->regions[ri].va + pm->regions[ri].len <= x)

@@ -23,7 +23,7 @@
 #define MAX_POOL_PAGES     (1u << 24)
 #define MAX_REGIONS        4096
 #define DEFAULT_SLOTS      32764u  /* KVM_CAP_NR_MEMSLOTS here */
-#define SHADOW_RANGES      65536
+#define SHADOW_RANGES      1024    /* to start with: the shadow grows */
 #define MAX_ARGS           8
 
 struct trace {
@@ -42,6 +42,8 @@ struct trace {
 	struct slots slots;
 	uint64_t bound;
 	int inject;            /* the next slot callback fails with this (-errno) */
+	FILE *err;             /* where mismatches are reported */
+	uint32_t max_pool;     /* largest pool a trace may ask for, in pages */
 };
 
 /* ---- engine state ---- */
@@ -81,12 +83,19 @@ struct trace *trace_new(FILE *out)
 	if (!t)
 		return NULL;
 	t->out = out;
+	t->err = stderr;
+	t->max_pool = MAX_POOL_PAGES;
 	t->huge_1g = true;
 	if (shadow_init(&t->shadow, SHADOW_RANGES)) {
 		free(t);
 		return NULL;
 	}
 	return t;
+}
+
+void trace_set_max_pool(struct trace *t, uint32_t pages)
+{
+	t->max_pool = pages < 1 ? 1 : pages > MAX_POOL_PAGES ? MAX_POOL_PAGES : pages;
 }
 
 void trace_free(struct trace *t)
@@ -218,8 +227,8 @@ static int op_pool(struct trace *t, struct args *a)
 	int r = want_args(a, "pool", 1, 2, "PAGES [1g=off]");
 	if (r || (r = num(a, 1, "PAGES", &pages)))
 		return r;
-	if (pages < 1 || pages > MAX_POOL_PAGES)
-		return bad(a, "pool PAGES must be 1..%u (the root needs one)", MAX_POOL_PAGES);
+	if (pages < 1 || pages > t->max_pool)
+		return bad(a, "pool PAGES must be 1..%u (the root needs one)", t->max_pool);
 	bool huge = true;
 	if (a->n == 3) {
 		if (strcmp(a->v[2], "1g=off") && strcmp(a->v[2], "1g=on"))
@@ -244,11 +253,11 @@ static int mismatch(struct trace *t, const char *fmt, ...)
 {
 	va_list ap;
 	fflush(t->out);
-	fprintf(stderr, "kvmpt-trace: FAIL: ");
+	fprintf(t->err, "kvmpt-trace: FAIL: ");
 	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
+	vfprintf(t->err, fmt, ap);
 	va_end(ap);
-	fputc('\n', stderr);
+	fputc('\n', t->err);
 	return 1;
 }
 
@@ -282,8 +291,8 @@ static int op_map(struct trace *t, struct args *a)
 	uint32_t free_before = pool_free(&t->pool);
 	int ret = pt_map(&t->pt, va, len, pa, opts);
 	int shadow_ret = ret == -ENOMEM ? ret : shadow_map(&t->shadow, va, len, pa, opts);
-	if (shadow_ret == -ENOSPC)
-		return bad(a, "shadow is full");
+	if (shadow_ret == -ENOMEM && ret != -ENOMEM)
+		return bad(a, "out of memory for the shadow");
 	if (ret == -ENOMEM) {
 		char msg[96];
 		snprintf(msg, sizeof(msg), "pool has %u free pages, map needs %u", free_before, need);
@@ -311,8 +320,8 @@ static int op_unmap(struct trace *t, struct args *a)
 	uint32_t free_before = pool_free(&t->pool);
 	int ret = pt_unmap(&t->pt, va, len);
 	int shadow_ret = ret == -ENOMEM ? ret : shadow_unmap(&t->shadow, va, len);
-	if (shadow_ret == -ENOSPC)
-		return bad(a, "shadow is full");
+	if (shadow_ret == -ENOMEM && ret != -ENOMEM)
+		return bad(a, "out of memory for the shadow");
 	if (ret == -ENOMEM) {
 		char msg[96];
 		snprintf(msg, sizeof(msg), "pool has %u free pages, unmap needs %u to split", free_before, need);
@@ -385,6 +394,28 @@ static int op_empty(struct trace *t, struct args *a)
 	return 0;
 }
 
+/* A check over more than this many tables says on stderr how far it is. */
+#define CHECK_PROGRESS_TABLES 100000u
+
+struct check_progress {
+	struct trace *t;
+	unsigned shown;   /* tenths printed */
+};
+
+static void check_progress(void *ctx, uint64_t done, uint64_t total)
+{
+	struct check_progress *p = ctx;
+	unsigned tenth = total ? (unsigned)(done >= total ? 10 : done / (total / 10 ? total / 10 : 1)) : 10;
+	if (tenth > 10)
+		tenth = 10;
+	if (tenth <= p->shown)
+		return;
+	p->shown = tenth;
+	fprintf(p->t->err, "kvmpt-trace: check: rebuild compared %u%% (0x%" PRIx64 " of 0x%" PRIx64 " bytes)\n",
+		tenth * 10, done < total ? done : total, total);
+	fflush(p->t->err);
+}
+
 static int op_check(struct trace *t, struct args *a)
 {
 	int r = want_args(a, "check", 0, 0, "no arguments");
@@ -394,10 +425,20 @@ static int op_check(struct trace *t, struct args *a)
 		return bad(a, "cannot allocate the default pool");
 	char buf[512];
 	const char *fail;
+	bool loud = t->pool.used > CHECK_PROGRESS_TABLES;
+	struct check_progress progress = { .t = t };
+	if (loud) {
+		fflush(t->out);
+		fprintf(t->err, "kvmpt-trace: check: %u tables: structure and translation...\n", t->pool.used);
+		fflush(t->err);
+	}
 	if (t->laid_out)
 		fail = check_slots(&t->slots, buf, sizeof(buf));
 	else if (!(fail = check_tables(&t->pt, &t->shadow, 0, buf, sizeof(buf))))
-		fail = check_rebuild(&t->pt, &t->shadow, buf, sizeof(buf));
+		fail = check_rebuild_progress(&t->pt, &t->shadow, buf, sizeof(buf), loud ? check_progress : NULL,
+					      &progress);
+	if (loud)
+		fprintf(t->err, "kvmpt-trace: check: done\n");
 	if (fail) {
 		fprintf(t->out, "check FAIL: %s\n", fail);
 		return 1;
@@ -490,7 +531,7 @@ static int op_layout(struct trace *t, struct args *a)
 		print_error(t, "layout", ret, "cannot compute the pool bound of this layout");
 		return 0;
 	}
-	if (pages > MAX_POOL_PAGES) {
+	if (pages > t->max_pool) {
 		print_error(t, "layout", -E2BIG, "the pool the bound asks for is too large");
 		return 0;
 	}
@@ -639,7 +680,7 @@ static const struct {
 
 int trace_line(struct trace *t, const char *line, char *err, size_t err_len)
 {
-	char buf[512];
+	char buf[TRACE_LINE_MAX + 1];
 	struct args a = { .err = err, .err_len = err_len };
 	size_t n = strcspn(line, "#\n");
 	if (n >= sizeof(buf))
@@ -658,4 +699,62 @@ int trace_line(struct trace *t, const char *line, char *err, size_t err_len)
 		if (!strcmp(a.v[0], ops[i].name))
 			return ops[i].run(t, &a);
 	return bad(&a, "unknown operation '%s'", a.v[0]);
+}
+
+/* Reads one line of at most TRACE_LINE_MAX characters (without the newline)
+ * into buf, in constant memory. 1 a line, 0 end of input, -1 a read error
+ * (errno set), -2 the line is too long, -3 the line holds a NUL byte. A bad
+ * line is not read to its end: the trace stops there anyway. */
+static int read_line(FILE *in, char buf[TRACE_LINE_MAX + 1])
+{
+	size_t n = 0;
+	int c;
+	while ((c = getc_unlocked(in)) != EOF && c != '\n') {
+		if (c == 0)
+			return -3;
+		if (n == TRACE_LINE_MAX)
+			return -2;
+		buf[n++] = (char)c;
+	}
+	buf[n] = 0;
+	if (c == EOF && ferror(in))
+		return -1;
+	return c == EOF && n == 0 ? 0 : 1;
+}
+
+int trace_run(struct trace *t, FILE *in, const char *name, FILE *err)
+{
+	char line[TRACE_LINE_MAX + 1];
+	unsigned long lineno = 0;
+	int status = 0;
+	t->err = err;
+	for (;;) {
+		char msg[256];
+		errno = 0;
+		int r = read_line(in, line);
+		if (r == 0)
+			break;
+		lineno++;
+		if (r == -1) {
+			int e = errno ? errno : EIO;
+			fflush(t->out);
+			fprintf(err, "kvmpt-trace: %s: %s (reading line %lu)\n", name, strerror(e), lineno);
+			return 2;
+		}
+		if (r == -2)
+			snprintf(msg, sizeof(msg), "line longer than %d characters", TRACE_LINE_MAX);
+		else if (r == -3)
+			snprintf(msg, sizeof(msg), "NUL byte in the line");
+		else
+			r = trace_line(t, line, msg, sizeof(msg));
+		if (r == 1)
+			status = 1;
+		if (r < 0 || r == 2) {
+			fflush(t->out);
+			fprintf(err, "kvmpt-trace: %s:%lu: %s\n", name, lineno, msg);
+			return 2;
+		}
+	}
+	fflush(t->out);
+	return status;
 }

@@ -1,7 +1,9 @@
 /* kvmpt-trace FILE: runs a text trace (DESIGN.md) against the engine with full
  * checking and prints one result line per operation. Exit status: 0, 1 if a
- * `check` failed, 2 if the trace is malformed (message names the line; the
- * trace stops there). FILE "-" reads standard input. */
+ * `check` failed, 2 if the trace is malformed or unreadable (the message
+ * names file:line; the trace stops there). Lines are read in constant memory
+ * (at most TRACE_LINE_MAX characters; a NUL byte is malformed). FILE "-"
+ * reads standard input. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,27 +26,13 @@ int main(int argc, char **argv)
 		fprintf(stderr, "kvmpt-trace: out of memory\n");
 		return 2;
 	}
-	char *line = NULL;
-	size_t cap = 0;
-	unsigned long lineno = 0;
-	int status = 0;
-	while (getline(&line, &cap, in) >= 0) {
-		char err[256];
-		lineno++;
-		int r = trace_line(t, line, err, sizeof(err));
-		if (r == 1)
-			status = 1;
-		if (r == 2) {
-			fflush(stdout);
-			fprintf(stderr, "kvmpt-trace: %s:%lu: %s\n", argv[1], lineno, err);
-			status = 2;
-			break;
-		}
-	}
-	fflush(stdout);
-	free(line);
+	int status = trace_run(t, in, argv[1], stderr);
 	trace_free(t);
 	if (in != stdin)
 		fclose(in);
+	if (fflush(stdout) || ferror(stdout)) {
+		perror("kvmpt-trace: standard output");
+		return 2;
+	}
 	return status;
 }

@@ -111,20 +111,6 @@ static bool kvmrt_huge_1g(struct vm *vm)
 	return e && (e->edx & (1u << 26));
 }
 
-/* The last page of the lower half is not user address space on x86-64
- * (TASK_SIZE is 2^47 - 4 KiB), so KVM refuses a slot that reaches it:
- * exclude it, unless a line of the maps already covers it. */
-static size_t kvmrt_exclude_guard(struct region *r, size_t n)
-{
-	const uint64_t guard = (1ull << 47) - 4096;
-
-	for (size_t i = 0; i < n; i++)
-		if (r[i].va <= guard && guard - r[i].va < r[i].len)
-			return n;
-	r[n] = (struct region){ .va = guard, .len = 4096, .kind = REGION_EXCLUDED };
-	return n + 1;
-}
-
 #define TRIM_KEEP  (1ull << 40)   /* kept on each side of a mapping */
 #define TRIM_ALIGN (1ull << 30)
 
@@ -136,7 +122,7 @@ static size_t kvmrt_exclude_guard(struct region *r, size_t n)
  * windows. Room for n + 1 more regions must follow r[n]. */
 static size_t kvmrt_trim_holes(struct region *r, size_t n)
 {
-	const uint64_t lo = 0x1000, hi = (1ull << 47) - 4096;
+	const uint64_t lo = 0x1000, hi = PHYSMAP_VA_END;
 	size_t out = n;
 	uint64_t prev_end = lo;
 
@@ -183,7 +169,6 @@ static int kvmrt_build_physmap(struct kvmrt *rt, char *why, size_t len)
 		return kvmrt_fail(why, len, err, "/proc/self/maps line %zu: %s", bad, strerror(-err));
 	if (!rt->cfg.full_va)
 		n = kvmrt_trim_holes(rt->host, n);
-	n = kvmrt_exclude_guard(rt->host, n);
 	rt->nhost = n;
 	struct physmap_config pc = { .block_size = rt->cfg.block_size, .pa_bits = kvmrt_pa_bits(&rt->vm) };
 	err = physmap_build(&rt->pm, &pc, rt->host, n, rt->host, rt->phys, 2 * cap + 1, &pwhy);

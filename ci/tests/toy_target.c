@@ -4,7 +4,13 @@
  * Reads: bytes. Plants: "INV" prints the checker-style line
  * "translation: ..." and aborts; "CAN" + any byte + 0xdeadbeef breaks
  * "canonical"; "HEAP" writes past a heap block (ASan); "SHIFT" shifts by 70
- * (UBSan); "HANG" loops for ever. Built with -DTOY_FIXED every bug is gone,
+ * (UBSan); "HANG" loops for ever; "RACE" writes a global from a second
+ * thread without a lock, a race only the ThreadSanitizer build with
+ * -DFUZZ_SLOTS_READER (toy-build's replay-tsan, like fuzz_slots' reader
+ * thread) runs into; with -DTOY_OOM (test-triage-tsan's build only: under
+ * a fuzzer it would slow every run down), "OOM" allocates 1 GiB and touches
+ * one byte (passes unless a memory limit is set). Built with -DTOY_FIXED
+ * every bug is gone,
  * which is how the tests play "the bug was fixed". The trace it prints is in
  * kvmpt-trace's language, so the triage's trace step runs for real.
  *
@@ -16,6 +22,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#ifdef FUZZ_SLOTS_READER
+#include <pthread.h>
+#endif
 
 #include "fuzzer.h"
 
@@ -23,6 +32,17 @@ int fuzz_init(void)
 {
 	return 0;
 }
+
+#ifdef FUZZ_SLOTS_READER
+static volatile long toy_shared;
+
+static void *toy_racer(void *arg)
+{
+	(void)arg;
+	toy_shared++;
+	return NULL;
+}
+#endif
 
 #ifndef TOY_FIXED
 /* Does data start with word? Through FNV-1a of both, not a byte compare. */
@@ -72,6 +92,23 @@ int fuzz_one(const uint8_t *data, size_t size, FILE *trace)
 	if (hidden(data, size, "HANG"))
 		for (;;)
 			usleep(1000);
+#ifdef TOY_OOM
+	if (hidden(data, size, "OOM")) {
+		volatile char *big = malloc((size_t)1 << 30);
+		if (big)
+			big[0] = 1;
+		free((void *)big);
+	}
+#endif
+#ifdef FUZZ_SLOTS_READER
+	if (hidden(data, size, "RACE")) {
+		pthread_t th;
+		if (pthread_create(&th, NULL, toy_racer, NULL) == 0) {
+			toy_shared++;
+			pthread_join(th, NULL);
+		}
+	}
+#endif
 #endif
 	free(buf);
 	return 0;

@@ -15,7 +15,7 @@
 
 #define GiB (1ull << 30)
 #define MiB (1ull << 20)
-#define VA_LIMIT (1ull << 47)
+#define VA_LIMIT PHYSMAP_VA_END   /* the last page below 2^47 is never laid out */
 #define MAXR 4096
 
 /* T_EQ evaluates its arguments twice (again to print them): calls with side
@@ -201,8 +201,9 @@ static int count_block(void *ctx, const struct phys_block *b)
 }
 
 /* Issue 3's figure: one full-space region, 8 GiB blocks. With the absolute
- * grid every block edge is 1 GiB-aligned except the first (va 0x1000), so
- * all blocks need the root, 256 PDPTs, one PD and one PT; the per-region
+ * grid every block edge is 1 GiB-aligned except the first (va 0x1000) and
+ * the last (2^47 - 4 KiB), so all blocks need the root, 256 PDPTs, two PDs
+ * and two PTs; the per-region
  * grid of older gVisor puts every edge at 0x1000 past a 2 MiB boundary and
  * needs a PD and a PT per edge. */
 static void test_absolute_grid_bound(void)
@@ -215,8 +216,8 @@ static void test_absolute_grid_bound(void)
 	T_EQ(counter[0], 16384);
 	T_RET(physmap_bound(&pm, false, 4, true, &ours), 0);
 	T_RET(physmap_bound(&pm, true, 4, true, &legacy), 0);
-	T_EQ(ours, 1 + 256 + 1 + 1);
-	T_EQ(legacy, 1 + 256 + 1 + 1);
+	T_EQ(ours, 1 + 256 + 2 + 2);   /* a PD and a PT at each end: 0x1000 and 2^47 - 4 KiB */
+	T_EQ(legacy, 1 + 256 + 2 + 2);
 
 	/* The per-region grid: blocks [r.pa + k*bs, ...). */
 	struct pool_bound b;
@@ -230,7 +231,7 @@ static void test_absolute_grid_bound(void)
 	T_RET(pool_bound_pages(&b, &old_grid), 0);
 	printf("full space, 8 GiB blocks: absolute grid %llu pages, per-region grid %llu pages\n",
 	       (unsigned long long)ours, (unsigned long long)old_grid);
-	T_EQ(old_grid, 1 + 256 + 2 * 16384);   /* 33,025: a PD and a PT per edge */
+	T_EQ(old_grid, 1 + 256 + 2 * 16384 + 2);   /* 33,027: a PD and a PT per edge, and at the end */
 	T_CHECK(old_grid > 100 * ours, "old grid %llu vs ours %llu", (unsigned long long)old_grid,
 		(unsigned long long)ours);
 }
@@ -392,7 +393,7 @@ static void test_bad_input(void)
 
 	/* VA space larger than PA space. */
 	c = (struct physmap_config){ .pa_bits = 47 };
-	EXPECT_BAD(&c, NULL, 0, -E2BIG, "VA space needed 0x7ffffffff000");
+	EXPECT_BAD(&c, NULL, 0, -E2BIG, "VA space needed 0x7fffffffe000");
 	T_CHECK(strstr(why, "PA space available 0x7fff00000000"), "%s", why);
 	/* Fits by size, not with the congruence padding: the first region
 	 * starts at va 0x1000, so its PA lands at 16 TiB + 0x1000. */
@@ -515,7 +516,7 @@ static void test_maps_odd(void)
 	T_EQ(h[9].kind, REGION_RO);             /* r--s, tab in the name */
 	T_EQ(h[11].kind, REGION_RO);            /* [vvar] */
 	T_EQ(h[12].kind, REGION_RO);            /* [vdso] */
-	T_EQ(h[13].va + h[13].len, VA_LIMIT);   /* last page of the lower half */
+	T_EQ(h[13].va + h[13].len, 1ull << 47);   /* last page of the lower half */
 	T_EQ(h[14].kind, REGION_EXCLUDED);      /* upper half */
 	T_EQ(h[15].kind, REGION_EXCLUDED);      /* [vsyscall], no newline at the end */
 	T_EQ(h[15].va, 0xffffffffff600000ull);

@@ -337,8 +337,69 @@ static void test_five_levels(void)
 	pool_destroy(&pool);
 }
 
+/* The pool's per-table count of present entries at its edges (partly
+ * present runs, 0 by partial unmaps, 511 -> 512 collapses), checked by
+ * check_tables after every step; and a page given back with entries in it
+ * (a collapse) comes back zero. */
+static void test_counts(void)
+{
+	static const struct { bool map; uint64_t va, len, pa; } ops[] = {
+		{ true, 0x200000, 2 * K4, 0x10000000 },	  { true, 0x200000, K4, 0x20000000 },
+		{ true, 0x201000, 2 * K4, 0x30000000 },	  { false, 0x200000, K4, 0 },
+		{ false, 0x201000, 2 * K4, 0 },		  { true, G1, M2, 2 * G1 },
+		{ false, G1 + K4, K4, 0 },		  { true, G1 + K4, K4, 2 * G1 + K4 },
+		{ true, G1 + 2 * M2, M2 / 2, 3 * G1 },	  { true, G1 + 2 * M2 + M2 / 4, M2 / 2, 3 * G1 + M2 / 4 },
+		{ true, G1 + 2 * M2 + M2 / 2, M2 / 2, 3 * G1 + M2 / 2 }, { false, G1, 4 * M2, 0 },
+	};
+	struct env e;
+	env_open(&e, 64, true);
+	for (size_t i = 0; i < sizeof(ops) / sizeof(ops[0]); i++) {
+		if (ops[i].map)
+			T_EQ(both_map(&e, ops[i].va, ops[i].len, ops[i].pa, PT_R | PT_W), 0);
+		else
+			T_EQ(both_unmap(&e, ops[i].va, ops[i].len), 0);
+		char buf[512];
+		const char *f = check_tables(&e.pt, &e.sh, 0, buf, sizeof(buf));
+		T_CHECK(!f, "count step %zu: %s", i, f);
+		T_EQ(*pool_count(&e.pool, e.pt.root), e.sh.count ? 1 : 0);
+	}
+	env_close(&e);
+
+	/* A dirty page (count not 0) is cleared when taken again; a clean one
+	 * keeps its zeros. */
+	struct pool pool;
+	T_EQ(pool_init_mmap(&pool, 4, 0x100000000ull), 0);
+	uint64_t *a, *b;
+	T_EQ(pool_take(&pool, &a), 0);
+	for (int i = 0; i < 512; i++)
+		a[i] = 0x1001;
+	*pool_count(&pool, a) = 512;
+	pool_give(&pool, a);
+	T_EQ(*pool_count(&pool, a), 0);
+	T_EQ(pool_take(&pool, &b), 0);
+	T_CHECK(a == b, "the page given back is taken first");
+	int nonzero = 0;
+	for (int i = 0; i < 512; i++)
+		nonzero += b[i] != 0;
+	T_EQ(nonzero, 0);
+	pool_give(&pool, b);
+	pool_destroy(&pool);
+
+	/* pool_prefault faults the pool in and leaves it zero and usable. */
+	T_EQ(pool_init_mmap(&pool, 8, 0x100000000ull), 0);
+	T_EQ(pool_prefault(&pool), 0);
+	struct pt pt;
+	T_EQ(pt_init(&pt, &pool, 4, true), 0);
+	T_EQ(pt_map(&pt, G1 + K4, K4, K4, PT_R), 0);
+	T_EQ(pool.used, 4);
+	pt_destroy(&pt);
+	T_EQ(pool.used, 0);
+	pool_destroy(&pool);
+}
+
 int main(void)
 {
+	test_counts();
 	test_five_levels();
 	test_leaf_sizes();
 	test_split_and_collapse();
