@@ -8,7 +8,7 @@
  * thread without a lock, a race only the ThreadSanitizer build with
  * -DFUZZ_SLOTS_READER (toy-build's replay-tsan, like fuzz_slots' reader
  * thread) runs into; with -DTOY_OOM (test-triage-tsan's build only: under
- * a fuzzer it would slow every run down), "OOM" allocates 1 GiB and touches
+ * a fuzzer it would slow every run down), "OOM" allocates 256 MiB and touches
  * one byte (passes unless a memory limit is set). Built with -DTOY_FIXED
  * every bug is gone,
  * which is how the tests play "the bug was fixed". The trace it prints is in
@@ -94,7 +94,7 @@ int fuzz_one(const uint8_t *data, size_t size, FILE *trace)
 			usleep(1000);
 #ifdef TOY_OOM
 	if (hidden(data, size, "OOM")) {
-		volatile char *big = malloc((size_t)1 << 30);
+		volatile char *big = malloc((size_t)256 << 20);
 		if (big)
 			big[0] = 1;
 		free((void *)big);
