@@ -3,6 +3,8 @@
 # scripts, which build what they need with the fuzz-build* targets.
 #   make fuzz [FUZZ_TIME=180] [FUZZ_ENGINE=afl|libfuzzer] [FUZZ_JOBS=cores]
 #             [FUZZ_TARGETS="fuzz_pt ..."] [FUZZ_STOP_ON_CRASH=1]
+#             [FUZZ_SEEDS=empty]  one minimal input per target, no dictionary
+#             [FUZZ_MUTATOR=bytes] byte mutation only (default: structure-aware)
 #   make triage [CAMPAIGN=campaigns/<stamp>]      (default campaigns/latest)
 #   make bisect ENTRY=crashes/<target>/<slug> [GOOD=rev] [BAD=rev]
 #                                                  first bad commit of an entry
@@ -17,7 +19,7 @@ CAMPAIGN    ?= campaigns/latest
 
 .PHONY: fuzz triage bisect corpus-min coverage oss-fuzz-local
 fuzz:
-	@FUZZ_TIME='$(FUZZ_TIME)' FUZZ_ENGINE='$(FUZZ_ENGINE)' FUZZ_TARGETS='$(FUZZ_TARGETS)' ci/fuzz-campaign
+	@FUZZ_TIME='$(FUZZ_TIME)' FUZZ_ENGINE='$(FUZZ_ENGINE)' FUZZ_TARGETS='$(FUZZ_TARGETS)' FUZZ_SEEDS='$(FUZZ_SEEDS)' FUZZ_MUTATOR='$(FUZZ_MUTATOR)' ci/fuzz-campaign
 
 triage:
 	@ci/triage '$(CAMPAIGN)'

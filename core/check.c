@@ -469,8 +469,8 @@ static bool rebuild_next_run(struct rebuild_run *it)
 	return true;
 }
 
-const char *check_rebuild_progress(const struct pt *pt, const struct shadow *sh, char *buf, size_t len,
-				   void (*progress)(void *ctx, uint64_t done, uint64_t total), void *ctx)
+static const char *rebuild(const struct pt *pt, const struct shadow *sh, struct pool *scratch, char *buf, size_t len,
+			   void (*progress)(void *ctx, uint64_t done, uint64_t total), void *ctx)
 {
 	static const struct pt_walk_ops ops = { .entry = rebuild_entry, .leaf_run = rebuild_leaf_run, .skip_holes = true };
 	static const struct pt_walk_ops hole_ops = { .entry = rebuild_hole_entry, .skip_holes = true };
@@ -480,9 +480,17 @@ const char *check_rebuild_progress(const struct pt *pt, const struct shadow *sh,
 	const uint64_t chunk = pt_level_size(REBUILD_LEVEL);
 	uint64_t want[PT_MAX_LEVELS] = { 0 }, region[PT_MAX_LEVELS];
 	snprintf(buf, len, "canonical: could not rebuild (out of memory)");
-	if (pool_init_mmap(&pool, REBUILD_POOL, REBUILD_PA_BASE) ||
-	    pt_init(&fresh, &pool, pt->levels, pt->max_leaf == PT_LEVEL_1G))
+	if (scratch) {
+		/* The caller's pool, reused: costs what the last rebuild used. */
+		if (scratch->room < REBUILD_CHUNK_PAGES + PT_MAX_LEVELS ||
+		    pool_reset(scratch, scratch->room, REBUILD_PA_BASE) ||
+		    pt_init(&fresh, scratch, pt->levels, pt->max_leaf == PT_LEVEL_1G))
+			goto out;
+	} else if (pool_init_mmap(&pool, REBUILD_POOL, REBUILD_PA_BASE) ||
+		   pt_init(&fresh, &pool, pt->levels, pt->max_leaf == PT_LEVEL_1G)) {
 		goto out;
+	}
+	struct pool *fp = scratch ? scratch : &pool;
 	for (int l = 0; l < PT_MAX_LEVELS; l++)
 		region[l] = UINT64_MAX;
 	struct rebuild_run run = { .pt = pt, .sh = sh, .next = shadow_first(sh) };
@@ -525,7 +533,7 @@ const char *check_rebuild_progress(const struct pt *pt, const struct shadow *sh,
 				}
 				have = rebuild_next_run(&run);
 			}
-		} while (have && pool_free(&pool) >= REBUILD_CHUNK_PAGES);
+		} while (have && pool_free(fp) >= REBUILD_CHUNK_PAGES);
 		/* Compare both ways, leaves and tables below chunk level. */
 		struct rebuild_walk mine = { .self = pt, .other = &fresh, .buf = buf, .len = len };
 		struct rebuild_walk theirs = { .self = &fresh, .other = pt, .buf = buf, .len = len };
@@ -578,7 +586,18 @@ out:
 	return result;
 }
 
+const char *check_rebuild_progress(const struct pt *pt, const struct shadow *sh, char *buf, size_t len,
+				   void (*progress)(void *ctx, uint64_t done, uint64_t total), void *ctx)
+{
+	return rebuild(pt, sh, NULL, buf, len, progress, ctx);
+}
+
 const char *check_rebuild(const struct pt *pt, const struct shadow *sh, char *buf, size_t len)
 {
-	return check_rebuild_progress(pt, sh, buf, len, NULL, NULL);
+	return rebuild(pt, sh, NULL, buf, len, NULL, NULL);
+}
+
+const char *check_rebuild_in(const struct pt *pt, const struct shadow *sh, struct pool *scratch, char *buf, size_t len)
+{
+	return rebuild(pt, sh, scratch, buf, len, NULL, NULL);
 }

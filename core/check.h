@@ -25,6 +25,13 @@ const char *check_range(const struct pt *pt, const struct shadow *sh, uint64_t v
  * path. */
 const char *check_rebuild(const struct pt *pt, const struct shadow *sh, char *buf, size_t len);
 
+/* The same over the caller's scratch pool (at least REBUILD_SCRATCH_PAGES
+ * pages of room; pool_reset here, so each call costs what the last one
+ * used): no allocation, for a process that checks many small trees. */
+#define REBUILD_SCRATCH_PAGES 1024
+struct pool;
+const char *check_rebuild_in(const struct pt *pt, const struct shadow *sh, struct pool *scratch, char *buf, size_t len);
+
 /* The same, calling progress (when not NULL) after each chunk with the
  * linear bytes done of the total the shadow spans. */
 const char *check_rebuild_progress(const struct pt *pt, const struct shadow *sh, char *buf, size_t len,

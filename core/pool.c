@@ -79,6 +79,7 @@ static int pool_setup(struct pool *p, void *mem, uint32_t capacity, uint64_t pa_
 	p->base = mem;
 	p->pa_base = pa_base;
 	p->capacity = capacity;
+	p->room = capacity;
 	p->used = 0;
 	p->peak = 0;
 	p->in_use = (uint64_t *)(p->base + (size_t)capacity * PT_PAGE_SIZE);
@@ -117,7 +118,7 @@ int pool_init_mmap(struct pool *p, uint32_t capacity, uint64_t pa_base)
 
 int pool_prefault(struct pool *p)
 {
-	size_t bytes = pool_bytes(p->capacity);
+	size_t bytes = pool_bytes(p->room);
 #ifdef MADV_POPULATE_WRITE
 	if (madvise(p->base, bytes, MADV_POPULATE_WRITE) == 0)
 		return 0;
@@ -132,10 +133,42 @@ int pool_prefault(struct pool *p)
 	return 0;
 }
 
+int pool_reset(struct pool *p, uint32_t capacity, uint64_t pa_base)
+{
+	if (!p->base || !capacity || capacity > p->room || (pa_base & (PT_PAGE_SIZE - 1)) ||
+	    pa_base > (1ull << 52) - (uint64_t)capacity * PT_PAGE_SIZE)
+		return -EINVAL;
+	/* Pages at and above fresh were never taken since the memory was zero. */
+	for (uint32_t i = 0; i < p->fresh; i++) {
+		struct pool_page_info *info = &p->info[i];
+		uint64_t *pg = page_at(p, i);
+		if (p->in_use[i / 64] & (1ull << (i % 64))) {
+			if (info->lo < info->hi)
+				memset(pg + info->lo, 0, (size_t)(info->hi - info->lo) * sizeof(*pg));
+		} else if (info->dirty) {
+			memset(pg, 0, PT_PAGE_SIZE);
+		}
+		*info = (struct pool_page_info){ 0 };
+	}
+	memset(p->in_use, 0, bitmap_words(p->fresh) * sizeof(uint64_t));
+	memset(p->mark, 0, bitmap_words(p->fresh) * sizeof(uint64_t)); /* the checker's marks are on pages taken */
+	if (p->live.ring) { /* deferral ends with the pool's use: pool_defer starts it afresh */
+		munmap(p->live.ring, p->live.bytes);
+		memset(&p->live, 0, sizeof(p->live));
+	}
+	p->capacity = capacity;
+	p->pa_base = pa_base;
+	p->used = 0;
+	p->peak = 0;
+	p->free_head = capacity;
+	p->fresh = 0;
+	return 0;
+}
+
 void pool_destroy(struct pool *p)
 {
 	if (p->mapped && p->base)
-		munmap(p->base, pool_bytes(p->capacity));
+		munmap(p->base, pool_bytes(p->room));
 	if (p->live.ring)
 		munmap(p->live.ring, p->live.bytes);
 	memset(p, 0, sizeof(*p));

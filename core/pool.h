@@ -26,6 +26,7 @@ struct pool {
 	uint64_t *mark;       /* one bit per page, scratch for the checker */
 	struct pool_page_info *info; /* per page; count, lo and hi kept by pt.c */
 	uint32_t capacity;
+	uint32_t room;        /* pages the memory holds (the capacity at init; pool_reset may use fewer) */
 	uint32_t used;
 	uint32_t peak;        /* highest `used` seen: what a layout really needed */
 	uint32_t free_head;   /* first page given back, capacity if none */
@@ -63,6 +64,16 @@ int pool_init_mmap(struct pool *p, uint32_t capacity, uint64_t pa_base);
  * memory from now on, and the kernel's fault + clear time for every page up
  * front (make bench prints both). 0, or -errno from madvise. */
 int pool_prefault(struct pool *p);
+
+/* Every page free again, as after pool_init over the same memory, now with
+ * `capacity` pages (at most p->room) at physical address pa_base: for a
+ * process that runs many short lives (a fuzz target) on one pre-faulted
+ * pool. Costs what was used since the last init or reset, not the
+ * capacity: only pages below `fresh` are visited, a taken page has only its
+ * entries [lo, hi) cleared and a free one is cleared only when dirty.
+ * Tables still built over the pool are gone (pt_init again), and so is
+ * deferral (pool_defer again). 0 or -EINVAL. */
+int pool_reset(struct pool *p, uint32_t capacity, uint64_t pa_base);
 
 /* Unmaps what pool_init_mmap mapped. */
 void pool_destroy(struct pool *p);

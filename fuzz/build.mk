@@ -8,6 +8,7 @@
 #   build/replay-asan/TARGET  clang ASan+UBSan replay main
 #   build/cov/TARGET          clang source-based coverage replay main
 #   build/encode/TARGET       text trace -> input bytes (make corpus)
+#   build/mutator/TARGET.so   AFL++ custom mutator (structure-aware; fuzz_pt, fuzz_slots)
 # Make targets: fuzz-build (libFuzzer, AFL++ and replays), fuzz-build-libfuzzer,
 # fuzz-build-afl, fuzz-build-replay, fuzz-build-cov, corpus.
 # A target that needs more than core (fuzz_kvm) lists its extra sources in
@@ -113,9 +114,33 @@ endif
 
 fz_objs = $(patsubst %.S,$(B)/$(1)/%.o,$(patsubst %.c,$(B)/$(1)/%.o,$(2)))
 
+# The structure-aware mutator (fuzz/mutator.c) for the targets that describe
+# their byte format (fuzz_describe): linked into their libFuzzer build
+# (LLVMFuzzerCustomMutator/CustomCrossOver; FUZZ_MUTATOR=bytes at run time
+# turns it off) and built as an AFL++ custom mutator library
+# build/mutator/T.so (AFL_CUSTOM_MUTATOR_LIBRARY). Its own code steers
+# nothing: no coverage feedback.
+FUZZ_MUTATOR_TARGETS := $(filter fuzz_pt fuzz_slots,$(FUZZ_TARGETS))
+FZ_MUTATOR_SRC_libfuzzer = $(if $(filter $(1),$(FUZZ_MUTATOR_TARGETS)),fuzz/mutator.c)
+$(call obj,libfuzzer,fuzz/mutator.c): FZ_COV_libfuzzer :=
+
+# build/mutator/T.so: plain gcc, position-independent, only the afl_custom_*
+# symbols exported (the target's decoder and the core it links come along).
+FZ_MUT_CFLAGS := -O2 -fPIC -fvisibility=hidden -DFUZZ_MUTATOR_AFL
+$(B)/mutator/%.o: %.c | deps-stamp
+	@mkdir -p $(@D)
+	gcc $(BASE) -Ifuzz $(FZ_MUT_CFLAGS) -c $< -o $@
+define fuzz_mutator_so
+$(B)/mutator/$(1).so: $(call obj,mutator,fuzz/mutator.c fuzz/$(1).c $(CORE_SRCS))
+	@mkdir -p $$(@D)
+	gcc -shared $(LDFLAGS) $$^ -o $$@ -lpthread
+endef
+$(foreach t,$(FUZZ_MUTATOR_TARGETS),$(eval $(call fuzz_mutator_so,$(t))))
+FUZZ_MUTATOR_LIBS := $(foreach t,$(FUZZ_MUTATOR_TARGETS),$(B)/mutator/$(t).so)
+
 # fuzz_link(variant, target)
 define fuzz_link
-$(B)/$(1)/$(2): $(call fz_objs,$(1),fuzz/$(2).c $(FZ_DRIVER_$(1)) $(CORE_SRCS) $(FUZZ_EXTRA_SRCS_$(2)))
+$(B)/$(1)/$(2): $(call fz_objs,$(1),fuzz/$(2).c $(FZ_DRIVER_$(1)) $(CORE_SRCS) $(FUZZ_EXTRA_SRCS_$(2)) $(if $(filter libfuzzer,$(1)),$(call FZ_MUTATOR_SRC_libfuzzer,$(2))))
 	@mkdir -p $$(@D)
 	$$(FZ_ENV_$(1)) $$(FZ_LD_$(1)) $$^ -o $$@ $$(FUZZ_LDLIBS_$(2)) -lpthread
 endef
@@ -131,7 +156,7 @@ fuzz-build-libfuzzer: $(call FUZZ_BIN,libfuzzer)
 fuzz-build-replay: $(call FUZZ_BIN,replay) $(call FUZZ_BIN,replay-asan) $(B)/replay-tsan/fuzz_slots
 fuzz-build-cov: $(call FUZZ_BIN,cov)
 ifneq ($(AFL_CC),)
-fuzz-build-afl: $(call FUZZ_BIN,afl) $(call FUZZ_BIN,afl-asan) $(call FUZZ_BIN,afl-cmplog)
+fuzz-build-afl: $(call FUZZ_BIN,afl) $(call FUZZ_BIN,afl-asan) $(call FUZZ_BIN,afl-cmplog) $(FUZZ_MUTATOR_LIBS)
 else
 fuzz-build-afl:
 	@echo "fuzz-build-afl: afl-clang-fast not found (install afl++, see ci/deps): AFL++ builds skipped"
@@ -140,9 +165,9 @@ fuzz-build: fuzz-build-libfuzzer fuzz-build-afl fuzz-build-replay
 
 # Seeds: corpus/<target>/<name> from corpus/src/<target>/<name>.trace.
 FUZZ_SEED_SRCS := $(foreach t,$(FUZZ_CODEC_TARGETS),$(wildcard corpus/src/$(t)/*.trace))
-FUZZ_SEEDS := $(foreach s,$(FUZZ_SEED_SRCS),$(patsubst corpus/src/%.trace,corpus/%,$(s)))
+FUZZ_SEED_FILES := $(foreach s,$(FUZZ_SEED_SRCS),$(patsubst corpus/src/%.trace,corpus/%,$(s)))
 
-corpus: $(FUZZ_SEEDS)
+corpus: $(FUZZ_SEED_FILES)
 	@for t in $(FUZZ_CODEC_TARGETS); do \
 		for s in corpus/$$t/*; do \
 			[ -f "$$s" ] || continue; \

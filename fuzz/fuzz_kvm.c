@@ -9,11 +9,14 @@
  * this file's own rule, checked against the physical map's blocks, its PA
  * from the physical map's translation); a warm-up call
  * slots what every guest call touches (code, stack, the access record, TLS)
- * and kvmrt_checkpoint remembers that state. Each input then starts with
- * kvmrt_rollback (deletes only the slots the previous input made, newest
- * first, and unmaps their blocks: canonical form makes the tables exactly
- * those of the checkpoint) and remaps the host pages it had unmapped, so
- * every input runs from the same state and a crash file reproduces alone.
+ * and kvmrt_checkpoint remembers that state. Each input ends with
+ * kvmrt_rollback (deletes only the slots it made, newest first, and unmaps
+ * their blocks: canonical form makes the tables exactly those of the
+ * checkpoint), remaps the host pages it had unmapped and verifies the
+ * result (slot count, pool pages, empty tables over the arena); the next
+ * input starts with every vCPU's registers and CR3 reloaded. So every input
+ * runs from the same state and the same code path (AFL++ stability), and a
+ * crash file, a broken rollback's included, reproduces alone.
  * The work per input is bounded: at most FK_MAX_ACCESS guest accesses,
  * FK_MAX_HOST host map/unmap actions, FK_MAX_OPS operations.
  *
@@ -91,6 +94,8 @@ static struct shadow fk_shadow;
  * Otherwise once at the end of the input, which sees the same breakage:
  * within an input the engine only ever adds entries and slots. */
 static bool fk_each;
+/* The checkpoint every input starts from and is rolled back to. */
+static uint32_t fk_ckpt_slots, fk_ckpt_used;
 
 /* Runs of non-rw pages: [first, first+count) of a kind. Chosen to cross
  * the 2 MiB block edges (page 511/512 of the arena is 4 KiB before one). */
@@ -274,8 +279,11 @@ int fuzz_init(void)
 		return 1;
 	}
 	/* The arena must exist before kvmrt_open so the physical map sees
-	 * its kinds. Placed above the break, inside what kvmrt keeps. */
-	uint64_t at = (((uint64_t)(uintptr_t)sbrk(0) + (32ull << 30)) & ~(FK_BLOCK - 1)) + 4096;
+	 * its kinds. Placed above the break, inside what kvmrt keeps, 4 KiB
+	 * past a 1 GiB edge: its 2 MiB blocks never straddle a 1 GiB entry,
+	 * and its page directory holds nothing else, whatever the ASLR draw
+	 * (the same tables, so the same edges, in every run). */
+	uint64_t at = (((uint64_t)(uintptr_t)sbrk(0) + (32ull << 30) + (1ull << 30) - 1) & ~((1ull << 30) - 1)) + 4096;
 	fk_arena = mmap((void *)(uintptr_t)at, FK_LEN, PROT_READ | PROT_WRITE,
 			MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0);
 	if (fk_arena == MAP_FAILED) {
@@ -324,6 +332,8 @@ int fuzz_init(void)
 	alarm(0);
 	signal(SIGALRM, SIG_DFL);
 	kvmrt_checkpoint(fk_rt);
+	fk_ckpt_slots = kvmrt_slot_count(fk_rt);
+	fk_ckpt_used = fk_rt->pool.used;
 	const char *e = getenv("FUZZ_KVM_CHECK_EACH");
 	fk_each = e && *e && strcmp(e, "0");
 	return 0;
@@ -558,26 +568,51 @@ static void fk_trace_header(FILE *t)
 
 static const unsigned fk_sizes[] = { 1, 2, 4, 8, 16, 32, 64 };
 
+/* Back to the checkpoint at the end of the input that left the state (so
+ * that nothing the next input runs depends on this one: AFL++ counts the
+ * edges of a clean-up at the start of an input against that input, and a
+ * clean-up that depends on its predecessor made inputs unstable), and the
+ * rollback verified here, so that a rollback bug fails on the input that
+ * triggers it and its crash file reproduces alone: every arena page mapped
+ * again, the slots of this input deleted, the tables over the arena empty
+ * again (against an empty shadow), the slot count and the pool's used
+ * pages those of the checkpoint. */
+static void fk_restore(struct fk_state *st)
+{
+	char why[400];
+	uint32_t deleted;
+
+	snprintf(st->last, sizeof(st->last), "rollback to the checkpoint");
+	while (fk_nunmapped)
+		if (fk_map_page(fk_unmapped[--fk_nunmapped]))
+			fk_fail(st, "cannot restore arena page %u", fk_unmapped[fk_nunmapped]);
+	if (kvmrt_rollback(fk_rt, &deleted, why, sizeof(why)))
+		fk_fail(st, "kvmrt_rollback: %s", why);
+	for (unsigned b = 0; b < fk_nblk; b++)
+		fk_blk[b].slotted = false;
+	shadow_clear(&fk_shadow);
+	if (kvmrt_slot_count(fk_rt) != fk_ckpt_slots || fk_rt->pool.used != fk_ckpt_used)
+		fk_fail(st, "after the rollback: %u slots and %u table pages, the checkpoint had %u and %u",
+			kvmrt_slot_count(fk_rt), fk_rt->pool.used, fk_ckpt_slots, fk_ckpt_used);
+	fk_check_model(st);
+	fk_check_blocks(st, 0, fk_nblk - 1);
+}
+
 int fuzz_one(const uint8_t *data, size_t size, FILE *trace)
 {
 	struct fuzz_in in = { data, size };
 	struct fk_state st = { .trace = trace };
-	char why[400];
-	uint32_t deleted;
 
-	/* Every input from the same state: all pages mapped, no arena slot,
-	 * tables as at the checkpoint. */
-	snprintf(st.last, sizeof(st.last), "reset");
-	while (fk_nunmapped)
-		if (fk_map_page(fk_unmapped[--fk_nunmapped]))
-			fk_fail(&st, "cannot restore arena page %u", fk_unmapped[fk_nunmapped]);
-	if (kvmrt_rollback(fk_rt, &deleted, why, sizeof(why)))
-		fk_fail(&st, "kvmrt_rollback: %s", why);
-	for (unsigned b = 0; b < fk_nblk; b++)
-		fk_blk[b].slotted = false;
-	shadow_clear(&fk_shadow);
-	if (deleted)
-		fk_check_model(&st);
+	/* Every input from the same state: the previous one rolled back at
+	 * its end (fk_restore). Each vCPU reloads its registers and CR3 (so
+	 * its TLB) before this input's first call: always the same path, and
+	 * nothing cached from the previous input. */
+	snprintf(st.last, sizeof(st.last), "start");
+	if (fk_nunmapped || kvmrt_slot_count(fk_rt) != fk_ckpt_slots)
+		fk_fail(&st, "the previous input left %u pages unmapped and %u slots (checkpoint %u)", fk_nunmapped,
+			kvmrt_slot_count(fk_rt), fk_ckpt_slots);
+	for (unsigned i = 0; i < fk_rt->nvcpus; i++)
+		fk_rt->vcpus[i].dirty = true;
 	if (trace)
 		fk_trace_header(trace);
 
@@ -620,5 +655,6 @@ int fuzz_one(const uint8_t *data, size_t size, FILE *trace)
 	fk_check_slots(&st);
 	if (trace)
 		fprintf(trace, "check\n");
+	fk_restore(&st);
 	return 0;
 }

@@ -64,8 +64,22 @@
 #define MAX_OPS     256
 #define DEFAULT_POOL 128
 #define BIG_POOL    4096
-#define THOROUGH_TABLES 8 /* core's whole-tree oracles up to this many tables */
+#define THOROUGH_TABLES 8 /* check_rebuild, pt_count_tables, pt_destroy up to this many tables */
 #define LIVE_VCPUS  3
+/* Work cap: leaves one map may write (the canonical form's leaves of its
+ * range, counted before it runs) and all maps of an input together: about
+ * 1 ms here with every check. A map over OP_CAP, or past WORK_CAP, is cut
+ * to the pages that fit (one big map must not starve the rest). */
+#define OP_CAP      1024
+#define WORK_CAP    8192
+#define CUT_SKIP    (~0ull)
+/* Per-input budgets of the oracles that are not exact per operation: core's
+ * check_range (it scans every table it visits, 512 entries each, for the
+ * count oracle) on the first CORE_RANGE_OPS map/unmap operations, our
+ * structure scan on `check` operations while CHECK_TABLES tables last. The
+ * end of the input runs everything. */
+#define CORE_RANGE_OPS 32
+#define CHECK_TABLES   64
 
 /* ---- decoding: pure functions of the bytes and the decoder state ---- */
 
@@ -333,16 +347,37 @@ struct fz {
 	size_t size;
 	unsigned nop;        /* operations run so far, the failing one included */
 	struct header h;
-	struct pool pool;
-	bool pool_ok;
 	struct pt pt;
-	bool pt_ok;
+	uint64_t work;       /* leaves the maps so far wrote (work cap) */
+	unsigned core_ranges; /* check_range calls so far */
+	uint64_t checked;    /* tables check_structure scanned on `check` ops */
+	uint64_t cut[MAX_OPS]; /* per op: 0 as decoded, CUT_SKIP, or the length run */
+	/* Memory reused by every input (reset to empty by each): */
+	struct pool pool;    /* BIG_POOL pages of room, pre-faulted; pool_reset per input */
+	struct pool scratch; /* check_rebuild_in's tables */
 	struct shadow sh;
 	uint64_t *mark;      /* our own table-reference bitmap */
 	struct tlb tlb;      /* live tables */
 	uint64_t flushed[LIVE_VCPUS];
 	char buf[512];
 };
+
+/* An operation as it ran (the work cap's cuts said). */
+static void print_cut_op(FILE *out, const struct op *op, uint64_t cut)
+{
+	struct op o = *op;
+	if (cut == CUT_SKIP) {
+		fprintf(out, "# work cap (%d leaves an input): skipped: ", WORK_CAP);
+		print_op(out, op);
+		return;
+	}
+	if (cut) {
+		fprintf(out, "# work cap (%d leaves a map, %d an input): cut to 0x%llx bytes\n", OP_CAP, WORK_CAP,
+			(unsigned long long)cut);
+		o.len = cut;
+	}
+	print_op(out, &o);
+}
 
 static void fz_fail(struct fz *f, const char *fmt, ...) __attribute__((format(printf, 2, 3), noreturn));
 static void fz_fail(struct fz *f, const char *fmt, ...)
@@ -363,7 +398,7 @@ static void fz_fail(struct fz *f, const char *fmt, ...)
 	print_header(stderr, &h);
 	for (unsigned i = 0; i < f->nop && in.left; i++) {
 		dec_op(&in, &ds, &op);
-		print_op(stderr, &op);
+		print_cut_op(stderr, &op, f->cut[i]);
 	}
 	if (!f->nop)
 		fprintf(stderr, "check\n");
@@ -592,6 +627,12 @@ static void walk_compare(struct fz *f, uint64_t lo, uint64_t hi)
 			uint64_t base = x & ~(s - 1);
 			uint64_t stop = base + s < hi ? base + s : hi;
 			if (!(e & 1)) {
+				/* The holes that follow in this table: one shadow
+				 * comparison (a non-present entry is 0: check_count). */
+				uint64_t table_end = (x | ((s << 9) - 1)) + 1;
+				unsigned idx = (unsigned)(x >> shift) & 511;
+				while (stop < hi && stop < table_end && !(t[++idx] & 1))
+					stop = stop + s < hi ? stop + s : hi;
 				expect_hole(f, x, stop);
 				x = stop;
 				break;
@@ -798,10 +839,11 @@ static void check_core_range(struct fz *f, uint64_t lo, uint64_t hi)
 }
 
 /* Everything around linear [lo, hi) that an operation there may have
- * touched: the walk over the 2 MiB entries around both ends (where splits
- * and collapses happen; the whole range when short), lookups at the 4K, 2M
- * and 1G boundaries around it, and is-empty probes. The end of the input
- * walks everything. */
+ * touched: the walk over the whole range and the 2 MiB entries around both
+ * ends (where splits and collapses happen; exact: the work cap keeps the
+ * leaves in it few, and holes cost one entry each level), lookups at the
+ * 4K, 2M and 1G boundaries around it, and is-empty probes. The end of the
+ * input walks everything. */
 static void check_around(struct fz *f, uint64_t lo, uint64_t hi)
 {
 	uint64_t a = lo & ~(SZ_1G - 1), b = (hi + SZ_1G - 1) & ~(SZ_1G - 1);
@@ -810,15 +852,11 @@ static void check_around(struct fz *f, uint64_t lo, uint64_t hi)
 		wa = 0;
 	if (wb > LIN_END)
 		wb = LIN_END;
-	if (wb - wa <= 8 * SZ_2M) {
-		walk_compare(f, wa, wb);
-		check_core_range(f, wa, wb);
-	} else {
-		walk_compare(f, wa, wa + 3 * SZ_2M);
-		walk_compare(f, wb - 3 * SZ_2M, wb);
-		check_core_range(f, wa, wa + 3 * SZ_2M);
-		check_core_range(f, wb - 3 * SZ_2M, wb);
-	}
+	walk_compare(f, wa, wb);
+	/* core's check_range visits every entry, holes too: the range and a
+	 * page either side (our walk covers the 2 MiB entries around it). */
+	if (f->core_ranges++ < CORE_RANGE_OPS)
+		check_core_range(f, lo >= PAGE ? lo - PAGE : 0, hi + PAGE <= LIN_END ? hi + PAGE : LIN_END);
 	uint64_t pts[] = { lo, lo - PAGE, hi - PAGE, hi, lo + SZ_2M, (lo & ~(SZ_2M - 1)) - PAGE,
 			   (hi + SZ_2M - 1) & ~(SZ_2M - 1), a, b - PAGE, (lo & ~(SZ_2M - 1)) + SZ_2M - PAGE };
 	for (size_t i = 0; i < sizeof(pts) / sizeof(pts[0]); i++)
@@ -840,11 +878,12 @@ static void check_full(struct fz *f, bool rebuild)
 	if (bad)
 		fz_fail(f, "check_tables: %s", bad);
 	/* check_rebuild and pt_count_tables walk through instrumented engine
-	 * code leaf by leaf and dominated the run time; our own canonical
-	 * count and per-leaf size prediction cover them on big trees. */
+	 * code leaf by leaf; up to THOROUGH_TABLES tables (with the work cap,
+	 * most trees), our own canonical count and per-leaf size prediction
+	 * cover them on bigger ones. */
 	uint32_t live = f->pool.used - pool_retired(&f->pool);
 	if (rebuild && (live > 1 || f->sh.count) && live <= THOROUGH_TABLES) {
-		bad = check_rebuild(&f->pt, &f->sh, f->buf, sizeof(f->buf));
+		bad = check_rebuild_in(&f->pt, &f->sh, &f->scratch, f->buf, sizeof(f->buf));
 		if (bad)
 			fz_fail(f, "check_rebuild: %s", bad);
 	}
@@ -899,6 +938,52 @@ static void run_walk(struct fz *f, const struct op *op)
 }
 
 /* ---- one operation ---- */
+
+/* Leaves the canonical form uses to map linear [va, va+len) to va + d:
+ * 4 KiB up to the first 2 MiB edge, 2 MiB up to the first 1 GiB edge, 1 GiB
+ * leaves, and down again (each where d and the 1 GiB flag allow it). */
+static uint64_t map_leaves(uint64_t va, uint64_t len, uint64_t d, bool huge_1g)
+{
+	uint64_t end = va + len;
+	uint64_t a2 = (va + SZ_2M - 1) & ~(SZ_2M - 1), b2 = end & ~(SZ_2M - 1);
+	if ((d & (SZ_2M - 1)) || a2 >= b2)
+		return len / PAGE;
+	uint64_t n = (a2 - va) / PAGE + (end - b2) / PAGE;
+	uint64_t a1 = (a2 + SZ_1G - 1) & ~(SZ_1G - 1), b1 = b2 & ~(SZ_1G - 1);
+	if (!huge_1g || (d & (SZ_1G - 1)) || a1 >= b1)
+		return n + (b2 - a2) / SZ_2M;
+	return n + (a1 - a2) / SZ_2M + (b2 - b1) / SZ_2M + (b1 - a1) / SZ_1G;
+}
+
+/* What the work cap does to a map: 0 runs it as decoded, else the length
+ * it runs with (the most pages whose leaves fit), CUT_SKIP when not one
+ * page fits. Charges what runs. Unmaps and bad maps run as decoded. */
+static uint64_t work_cap(struct fz *f, const struct op *op)
+{
+	if (!is_map(op->kind) || want_map(op->va, op->len, op->pa, op->opts))
+		return 0;
+	uint64_t left = f->work < WORK_CAP ? WORK_CAP - f->work : 0;
+	if (left > OP_CAP)
+		left = OP_CAP;
+	uint64_t va = lin(op->va), d = op->pa - op->va;
+	uint64_t n = map_leaves(va, op->len, d, f->h.huge_1g);
+	if (n <= left) {
+		f->work += n;
+		return 0;
+	}
+	uint64_t lo = 0, hi = op->len / PAGE; /* the most pages that fit */
+	while (lo < hi) {
+		uint64_t mid = lo + (hi - lo + 1) / 2;
+		if (map_leaves(va, mid * PAGE, d, f->h.huge_1g) <= left)
+			lo = mid;
+		else
+			hi = mid - 1;
+	}
+	if (!lo)
+		return CUT_SKIP;
+	f->work += map_leaves(va, lo * PAGE, d, f->h.huge_1g);
+	return lo * PAGE;
+}
 
 static void run_set(struct fz *f, const struct op *op)
 {
@@ -992,28 +1077,44 @@ static void run_empty(struct fz *f, const struct op *op)
 
 /* ---- the hooks ---- */
 
+static struct fz fz_state;
+
+/* Once per process: the pool (BIG_POOL pages, faulted in now so that no
+ * input pays first-touch faults), check_rebuild's scratch pool, the shadow
+ * and our bitmap. Every input resets them (pool_reset costs what the last
+ * input used). */
 int fuzz_init(void)
 {
-	return 0;
+	struct fz *f = &fz_state;
+	if (pool_init_mmap(&f->pool, BIG_POOL, POOL_PA[0]) || pool_prefault(&f->pool) ||
+	    pool_init_mmap(&f->scratch, REBUILD_SCRATCH_PAGES, POOL_PA[0]) || pool_prefault(&f->scratch) ||
+	    shadow_init(&f->sh, 2 * MAX_OPS + 16)) {
+		fprintf(stderr, "fuzz_pt: cannot set up the pools\n");
+		return 1;
+	}
+	f->mark = calloc(BIG_POOL / 64, sizeof(uint64_t));
+	return f->mark ? 0 : 1;
 }
 
 int fuzz_one(const uint8_t *data, size_t size, FILE *trace)
 {
-	struct fz *f = calloc(1, sizeof(*f));
-	if (!f)
-		abort();
+	struct fz *f = &fz_state;
 	f->data = data;
 	f->size = size;
+	f->nop = 0;
+	f->work = 0;
+	f->core_ranges = 0;
+	f->checked = 0;
+	memset(&f->pt, 0, sizeof(f->pt));
+	memset(f->cut, 0, sizeof(f->cut));
+	memset(f->flushed, 0, sizeof(f->flushed)); /* epochs restart with pool_defer */
 	struct fuzz_in in = { data, size };
 	dec_header(&in, &f->h);
 	if (trace)
 		print_header(trace, &f->h);
-	if (pool_init_mmap(&f->pool, f->h.cap, f->h.pa_base))
-		fz_fail(f, "pool_init_mmap(%u, 0x%llx) failed", f->h.cap, (unsigned long long)f->h.pa_base);
-	f->pool_ok = true;
-	f->mark = calloc(((size_t)f->h.cap + 63) / 64, sizeof(uint64_t));
-	if (!f->mark || shadow_init(&f->sh, 2 * MAX_OPS + 16))
-		abort();
+	if (pool_reset(&f->pool, f->h.cap, f->h.pa_base))
+		fz_fail(f, "pool_reset(%u, 0x%llx) failed", f->h.cap, (unsigned long long)f->h.pa_base);
+	shadow_clear(&f->sh);
 	int rc = pt_init(&f->pt, &f->pool, 4, f->h.huge_1g);
 	if (rc)
 		fz_fail(f, "pt_init returned %d", rc);
@@ -1025,9 +1126,14 @@ int fuzz_one(const uint8_t *data, size_t size, FILE *trace)
 	struct op op;
 	while (in.left && f->nop < MAX_OPS) {
 		dec_op(&in, &ds, &op);
+		uint64_t cut = f->cut[f->nop] = work_cap(f, &op);
 		f->nop++;
 		if (trace)
-			print_op(trace, &op);
+			print_cut_op(trace, &op, cut);
+		if (cut == CUT_SKIP)
+			continue;
+		if (cut)
+			op.len = cut;
 		switch (op.kind) {
 		case OP_LOOKUP:
 			run_lookup(f, &op);
@@ -1036,10 +1142,13 @@ int fuzz_one(const uint8_t *data, size_t size, FILE *trace)
 			run_empty(f, &op);
 			break;
 		case OP_CHECK:
-			/* Structure now; the whole walk and core's checkers run at
-			 * the end (they dominated the run time when run here). */
+			/* Structure now, while the budget lasts; the whole walk and
+			 * core's checkers run at the end. */
 			check_counts(f);
-			check_structure(f);
+			if (f->checked + f->pool.used <= CHECK_TABLES) {
+				f->checked += f->pool.used;
+				check_structure(f);
+			}
 			break;
 		case OP_VCPU_WALK:
 			run_walk(f, &op);
@@ -1057,14 +1166,14 @@ int fuzz_one(const uint8_t *data, size_t size, FILE *trace)
 	if (trace)
 		fprintf(trace, "check\n");
 	check_full(f, true);
-	pt_destroy(&f->pt);
-	pool_reclaim(&f->pool, UINT64_MAX); /* live: nothing runs any more */
-	if (f->pool.used)
-		fz_fail(f, "accounting: pt_destroy left %u pages in use", f->pool.used);
-	pool_destroy(&f->pool);
-	shadow_destroy(&f->sh);
-	free(f->mark);
-	free(f);
+	/* pt_destroy gives every page back (checked) on trees small enough to
+	 * be cheap; the next input's pool_reset clears what is left. */
+	if (f->pool.used - pool_retired(&f->pool) <= THOROUGH_TABLES) {
+		pt_destroy(&f->pt);
+		pool_reclaim(&f->pool, UINT64_MAX); /* live: nothing runs any more */
+		if (f->pool.used)
+			fz_fail(f, "accounting: pt_destroy left %u pages in use", f->pool.used);
+	}
 	return 0;
 }
 
@@ -1304,4 +1413,139 @@ int fuzz_encode(const char *text, struct fuzz_out *out, char *err, size_t errlen
 full:
 	snprintf(err, errlen, "line %u: output full", lineno);
 	return -1;
+}
+
+/* ---- structure for the structure-aware mutator (fuzz/mutator.c) ---- */
+
+enum { ENC_ADDR = 1, ENC_LEN, ENC_PA, ENC_OPTS };
+
+/* The operand read between cursors a and b (nothing when the input had run
+ * out: there is no byte to rewrite). */
+static void add_field(struct fuzz_item *it, const uint8_t *data, const struct fuzz_in *a, const struct fuzz_in *b,
+		      uint8_t cls, uint8_t enc, uint64_t value)
+{
+	if (it->nfield == FUZZ_MAX_FIELDS || b->p == a->p)
+		return;
+	it->f[it->nfield++] = (struct fuzz_field){ .off = (uint32_t)(a->p - data), .len = (uint32_t)(b->p - a->p),
+						   .cls = cls, .enc = enc, .flipmask = cls == FUZZ_F_BITS ? 0x7f : 0,
+						   .value = value };
+}
+
+/* The operands of the operation at in, as dec_op reads them. */
+static void describe_op(struct fuzz_item *it, const uint8_t *data, struct fuzz_in in, struct dstate ds)
+{
+	struct fuzz_in a;
+	uint64_t va, len, pa;
+	uint8_t b;
+	switch (fuzz_u8(&in) % OP_COUNT) {
+	case OP_MAP:
+	case OP_UNMAP:
+	case OP_EMPTY:
+	case OP_LOOKUP: {
+		int kind = (int)(data[it->off] % OP_COUNT);
+		a = in;
+		va = dec_addr(&in, &ds);
+		add_field(it, data, &a, &in, FUZZ_F_VALUE, ENC_ADDR, va);
+		if (kind == OP_LOOKUP)
+			break;
+		a = in;
+		len = dec_len(&in, &ds, va);
+		add_field(it, data, &a, &in, FUZZ_F_VALUE, ENC_LEN, len);
+		if (kind != OP_MAP)
+			break;
+		a = in;
+		pa = dec_pa(&in, &ds, va);
+		add_field(it, data, &a, &in, FUZZ_F_VALUE, ENC_PA, pa);
+		a = in;
+		b = fuzz_u8(&in);
+		add_field(it, data, &a, &in, FUZZ_F_BITS, ENC_OPTS, dec_opts(b));
+		break;
+	}
+	case OP_MAP_NEXT:
+		va = ds.va + ds.len;
+		a = in;
+		len = dec_len(&in, &ds, va);
+		add_field(it, data, &a, &in, FUZZ_F_VALUE, ENC_LEN, len);
+		a = in;
+		b = fuzz_u8(&in);
+		add_field(it, data, &a, &in, FUZZ_F_BITS, ENC_OPTS, b ? dec_opts(b) : ds.opts);
+		break;
+	case OP_MAP_FILL:
+		fuzz_u8(&in);
+		a = in;
+		b = fuzz_u8(&in);
+		add_field(it, data, &a, &in, FUZZ_F_BITS, ENC_OPTS, b ? dec_opts(b) : ds.opts);
+		break;
+	case OP_REMAP:
+		a = in;
+		pa = dec_pa(&in, &ds, ds.va);
+		add_field(it, data, &a, &in, FUZZ_F_VALUE, ENC_PA, pa);
+		a = in;
+		b = fuzz_u8(&in);
+		add_field(it, data, &a, &in, FUZZ_F_BITS, ENC_OPTS, dec_opts(b));
+		break;
+	default:
+		break;
+	}
+	/* Fields must lie inside the span dec_op read (a decoder change that
+	 * this mirror missed drops them rather than corrupting inputs). */
+	for (unsigned k = 0; k < it->nfield; k++)
+		if (it->f[k].off + it->f[k].len > it->off + it->len) {
+			it->nfield = 0;
+			break;
+		}
+}
+
+void fuzz_describe(const uint8_t *data, size_t size, struct fuzz_shape *s)
+{
+	struct fuzz_in in = { data, size };
+	struct header h;
+	struct dstate ds = { 0 };
+	struct op op;
+	s->nitem = 0;
+	s->nhdr = 0;
+	s->list_start[0] = s->list_start[1] = 2;
+	s->count_off[0] = s->count_off[1] = -1;
+	s->count_max[0] = MAX_OPS;
+	s->count_max[1] = 0;
+	if (size)  /* flags: 1 GiB leaves off, pool PA base */
+		s->hdr[s->nhdr++] = (struct fuzz_field){ .off = 0, .len = 1, .cls = FUZZ_F_BITS, .flipmask = 0x07 };
+	dec_header(&in, &h);
+	for (unsigned n = 0; in.left && n < MAX_OPS && s->nitem < FUZZ_MAX_ITEMS; n++) {
+		struct fuzz_in a = in;
+		struct dstate dsa = ds;
+		dec_op(&in, &ds, &op);
+		struct fuzz_item *it = &s->item[s->nitem++];
+		*it = (struct fuzz_item){ .off = (uint32_t)(a.p - data), .len = (uint32_t)(in.p - a.p), .list = 0 };
+		describe_op(it, data, a, dsa);
+	}
+}
+
+size_t fuzz_field_encode(const struct fuzz_field *f, const uint8_t *old, uint64_t value, uint8_t out[16])
+{
+	(void)old;
+	uint8_t sel;
+	switch (f->enc) {
+	case ENC_ADDR:
+		sel = 0xc0;  /* mode 3: raw u64 */
+		break;
+	case ENC_LEN:
+		sel = 0x08;  /* mode 2 */
+		break;
+	case ENC_PA:
+		sel = 0x02;  /* mode 2 */
+		break;
+	case ENC_OPTS:
+		/* raw option bits: 0x80 | opts (opts 0 cannot be said) */
+		if (!(value & 0x7f) || (value & ~0x7full))
+			return 0;
+		out[0] = (uint8_t)(0x80 | value);
+		return 1;
+	default:
+		return 0;
+	}
+	out[0] = sel;
+	for (int i = 0; i < 8; i++)
+		out[1 + i] = (uint8_t)(value >> (8 * i));
+	return 9;
 }

@@ -57,8 +57,15 @@
 #define VA_END    (1ull << 47)          /* host regions may reach it */
 #define MAP_END   (VA_END - PAGE)       /* the physical map stops a page short (physmap.h) */
 #define MAX_HOST  16
+#define MAX_HREG  (MAX_HOST + 3)   /* + a window's two, + the work cap's one */
 #define MAX_OPS   192
-#define MAX_BLOCKS 16384   /* the block size grows until the layout has no more */
+#define MAX_BLOCKS 2048    /* the block size grows until the layout has no more */
+/* Work cap: table entries an input may have written (legacy init, faults,
+ * map_physical), about 1 ms here with every check; see fuzz/README.md. */
+#define WORK_CAP  4096
+#define CHECK_BUDGET 64    /* tables check_slots may walk on `check` ops, per input */
+#define BHASH     4096     /* model blocks by PA: open addressing, power of two */
+#define CUT_SKIP  (~0ull)
 #define KVM_MAX_SLOTS 32764
 #define LIVE_VCPUS 3
 
@@ -72,10 +79,11 @@ enum { INJ_NONE, INJ_EINVAL, INJ_ENOMEM, INJ_EEXIST, INJ_COUNT };
 
 struct header {
 	bool legacy, user, exec, huge_1g, live;
+	uint64_t scaled;  /* legacy cut at this VA by the work cap, 0 if not */
 	struct physmap_config cfg;
 	uint32_t capacity;
 	size_t n;
-	struct region host[MAX_HOST + 2];
+	struct region host[MAX_HREG];
 };
 
 struct op {
@@ -136,8 +144,9 @@ static void dec_header(struct fuzz_in *in, struct header *h)
 		case 0: /* adjacent */
 			va = cursor;
 			break;
-		case 1: /* a gap of pages and units */
-			va = cursor + fuzz_u8(in) * PAGE + (fuzz_u8(in) % 4) * unit;
+		case 1: /* a gap of pages and units (read in that order) */
+			va = cursor + fuzz_u8(in) * PAGE;
+			va += (fuzz_u8(in) % 4) * unit;
 			break;
 		case 2: /* overlapping the previous one by mistake */
 			va = cursor - (1 + fuzz_u8(in)) * PAGE;
@@ -197,7 +206,8 @@ static void dec_op(struct fuzz_in *in, const struct header *h, uint64_t *last_va
 	case OP_FAULT_NEAR: { /* next to the previous fault, across block-ish edges */
 		uint8_t s = fuzz_u8(in);
 		uint64_t unit = UNITS[s & 3];
-		op->va = ((*last_va & ~(unit - 1)) + sx8(fuzz_u8(in)) * unit + sx8(fuzz_u8(in)) * PAGE);
+		op->va = (*last_va & ~(unit - 1)) + sx8(fuzz_u8(in)) * unit;
+		op->va += sx8(fuzz_u8(in)) * PAGE; /* units first, then pages: sequenced */
 		break;
 	}
 	case OP_MAPPHYS: { /* PA from a region's PA base: see run_mapphys */
@@ -229,6 +239,9 @@ static const char *inj_name[INJ_COUNT] = { "none", "EINVAL", "ENOMEM", "EEXIST" 
 static void print_header(FILE *f, const struct header *h)
 {
 	fprintf(f, "# fuzz_slots input%s%s\n", h->user ? " (flags: user)" : "", h->exec ? " (flags: exec)" : "");
+	if (h->scaled)
+		fprintf(f, "# legacy over more than %d entries: scaled (block size, space cut at 0x%llx)\n", WORK_CAP,
+			(unsigned long long)h->scaled);
 	if (!h->huge_1g)
 		fprintf(f, "pool 1 1g=off\n");
 	for (size_t i = 0; i < h->n; i++)
@@ -283,6 +296,8 @@ static void print_op(FILE *f, const struct op *op, const struct physmap *pm, uin
 }
 
 /* ---- state ---- */
+struct fz;
+static void print_cut_op(FILE *out, const struct fz *f, const struct op *op, uint64_t cut, uint64_t resolved);
 
 struct kslot {  /* what "KVM" holds */
 	uint64_t pa, len, va;
@@ -302,10 +317,9 @@ struct fz {
 	struct header h;
 	bool have_pm;
 	struct physmap pm;
-	struct region sorted[MAX_HOST + 2];
+	struct region sorted[MAX_HREG];
 	struct phys_region phys[2 * MAX_HOST + 8];
 	struct pool pool;
-	bool have_pool;
 	struct pt pt;
 	bool have_pt;
 	struct slots slots;
@@ -332,6 +346,13 @@ struct fz {
 	struct tlb tlb;
 	uint64_t flushed[LIVE_VCPUS];   /* epoch each vCPU read at its last flush point */
 	uint64_t resolved[MAX_OPS];     /* per op, for the trace: see print_op */
+	uint32_t nslots;          /* model blocks that are slots (not mmio) */
+	int32_t *bhash;           /* PA -> index + 1 into blocks, BHASH entries */
+	uint32_t *kvm_used;       /* ids of the recorder's slots, kvm_count of them */
+	/* work */
+	uint64_t work;            /* entries written so far (estimate, map_leaves) */
+	uint64_t cut[MAX_OPS];    /* per op: 0 as decoded, CUT_SKIP, or map_physical's length */
+	uint64_t checked;         /* tables check_slots walked on `check` ops */
 	char buf[512];
 };
 
@@ -352,11 +373,29 @@ static void fz_fail(struct fz *f, const char *fmt, ...)
 	print_header(stderr, &f->h); /* as run: the block size may have grown */
 	for (unsigned i = 0; i < f->nop && in.left; i++) {
 		dec_op(&in, &h, &last, &op);
-		print_op(stderr, &op, f->have_pm ? &f->pm : NULL, f->resolved[i]);
+		print_cut_op(stderr, f, &op, f->cut[i], f->resolved[i]);
 	}
 	fprintf(stderr, "---- end of trace ----\nfuzz_slots: FAIL after operation %u: %s\n", f->nop, msg);
 	fflush(stderr);
 	abort();
+}
+
+/* An operation as the input ran it (the work cap's cuts said). */
+static void print_cut_op(FILE *out, const struct fz *f, const struct op *op, uint64_t cut, uint64_t resolved)
+{
+	const struct physmap *pm = f->have_pm ? &f->pm : NULL;
+	if (cut == CUT_SKIP) {
+		fprintf(out, "# work cap (%d entries): skipped: ", WORK_CAP);
+		print_op(out, op, pm, resolved);
+		return;
+	}
+	struct op o = *op;
+	if (cut) {
+		fprintf(out, "# work cap (%d entries): map_physical cut to 0x%llx bytes\n", WORK_CAP,
+			(unsigned long long)cut);
+		o.len = cut;
+	}
+	print_op(out, &o, pm, resolved);
 }
 
 #if defined(__clang__) && !defined(FUZZ_ORACLE_COV)
@@ -382,13 +421,15 @@ static int recorder(void *ctx, uint32_t id, uint64_t pa, uint64_t len, uint64_t 
 		struct kslot *k = &f->kvm[id];
 		return k->pa == pa && k->len == len && k->va == va && k->ro == readonly ? 0 : -EINVAL;
 	}
-	for (uint32_t i = 0; i < f->h.capacity; i++)
-		if (f->kvm[i].used && pa < f->kvm[i].pa + f->kvm[i].len && f->kvm[i].pa < pa + len)
+	for (uint32_t k = 0; k < f->kvm_count; k++) {
+		const struct kslot *o = &f->kvm[f->kvm_used[k]];
+		if (pa < o->pa + o->len && o->pa < pa + len)
 			return -EEXIST;
+	}
 	if (id >= f->h.capacity)
 		return -EINVAL; /* the engine promised capacity slots */
 	f->kvm[id] = (struct kslot){ pa, len, va, readonly, true };
-	f->kvm_count++;
+	f->kvm_used[f->kvm_count++] = id;
 	/* Told to say EEXIST: the slot exists (someone else made it). */
 	return inj == INJ_EEXIST ? -EEXIST : 0;
 }
@@ -418,7 +459,7 @@ static int cmp_u64(const void *a, const void *b)
 /* Maximal runs of one kind over [4K, 2^47 - 4K): usable bytes and run count. */
 static void runs(const struct header *h, uint64_t *usable, uint64_t *count)
 {
-	uint64_t pts[2 * (MAX_HOST + 2) + 2];
+	uint64_t pts[2 * (MAX_HREG) + 2];
 	size_t n = 0;
 	pts[n++] = PAGE;
 	pts[n++] = MAP_END;
@@ -512,7 +553,7 @@ static void check_layout(struct fz *f, const struct physmap_config *c)
 		}
 	}
 	/* Coverage and kinds, segment by segment. */
-	uint64_t pts[2 * (MAX_HOST + 2) + 2 * (2 * MAX_HOST + 8) + 2];
+	uint64_t pts[2 * (MAX_HREG) + 2 * (2 * MAX_HOST + 8) + 2];
 	size_t n = 0;
 	pts[n++] = PAGE;
 	pts[n++] = MAP_END;
@@ -639,22 +680,174 @@ static uint64_t model_bound(const struct fz *f, bool *ok)
 	return b.pages;
 }
 
+/* ---- the work cap ---- */
+
+/* Leaves the canonical form uses to map [va, va+len) to va + d: 4 KiB up to
+ * the first 2 MiB edge, 2 MiB up to the first 1 GiB edge, 1 GiB leaves, and
+ * down again (each size only where d and huge_1g allow it). */
+static uint64_t map_leaves(uint64_t va, uint64_t len, uint64_t d, bool huge_1g)
+{
+	uint64_t end = va + len;
+	uint64_t a2 = (va + SZ_2M - 1) & ~(SZ_2M - 1), b2 = end & ~(SZ_2M - 1);
+	if ((d & (SZ_2M - 1)) || a2 >= b2)
+		return len / PAGE;
+	uint64_t n = (a2 - va) / PAGE + (end - b2) / PAGE;
+	uint64_t a1 = (a2 + SZ_1G - 1) & ~(SZ_1G - 1), b1 = b2 & ~(SZ_1G - 1);
+	if (!huge_1g || (d & (SZ_1G - 1)) || a1 >= b1)
+		return n + (b2 - a2) / SZ_2M;
+	return n + (a1 - a2) / SZ_2M + (b2 - b1) / SZ_2M + (b1 - a1) / SZ_1G;
+}
+
+/* Entries legacy mode writes at init for the part of the layout below x. */
+static uint64_t legacy_leaves(const struct physmap *pm, uint64_t x, bool huge_1g)
+{
+	uint64_t n = 0;
+	for (size_t i = 0; i < pm->count && pm->regions[i].va < x; i++) {
+		const struct phys_region *r = &pm->regions[i];
+		uint64_t len = r->va + r->len > x ? x - r->va : r->len;
+		n += map_leaves(r->va, len, r->pa - r->va, huge_1g);
+	}
+	return n;
+}
+
+/* Legacy builds every entry at init: where that is more than WORK_CAP,
+ * scale the layout instead of dropping legacy: first a 1 GiB block size
+ * (PA then 1 GiB-congruent to VA, so 1 GiB leaves), then the space cut at
+ * the highest x that fits (everything from x up excluded). Both show in
+ * the trace (block=, the region lines). */
+static void scale_legacy(struct fz *f)
+{
+	struct physmap pm;
+	struct region sorted[MAX_HREG];
+	struct phys_region phys[2 * MAX_HOST + 8];
+	size_t cap = sizeof(phys) / sizeof(phys[0]);
+	struct header *h = &f->h;
+	if (physmap_build(&pm, &h->cfg, h->host, h->n, sorted, phys, cap, NULL))
+		return; /* checked below as it is */
+	if (legacy_leaves(&pm, VA_END, h->huge_1g) <= WORK_CAP)
+		return;
+	uint64_t bs = h->cfg.block_size ? h->cfg.block_size : 8ull << 30;
+	if (h->huge_1g && pow2(bs) && bs < SZ_1G) {
+		h->cfg.block_size = SZ_1G;
+		if (physmap_build(&pm, &h->cfg, h->host, h->n, sorted, phys, cap, NULL))
+			return;
+		if (legacy_leaves(&pm, VA_END, h->huge_1g) <= WORK_CAP)
+			return;
+	}
+	uint64_t lo = 0, hi = VA_END / PAGE; /* the highest x = k pages that fits */
+	while (lo < hi) {
+		uint64_t mid = lo + (hi - lo + 1) / 2;
+		if (legacy_leaves(&pm, mid * PAGE, h->huge_1g) <= WORK_CAP)
+			lo = mid;
+		else
+			hi = mid - 1;
+	}
+	uint64_t x = lo * PAGE;
+	size_t n = 0;
+	for (size_t i = 0; i < h->n; i++) {
+		struct region r = h->host[i];
+		if (r.va >= x)
+			continue;
+		if (r.len > x - r.va)
+			r.len = x - r.va;
+		h->host[n++] = r;
+	}
+	h->host[n++] = (struct region){ x, VA_END - x, REGION_EXCLUDED };
+	h->n = n;
+	h->scaled = x;
+}
+
+static struct mblock *model_find(struct fz *f, uint64_t pa);
+
+/* Work for block b: the entries a new slot writes (none where it has one,
+ * or where legacy built them at init), plus BLOCK_VISIT for the lookups
+ * that check it. */
+#define BLOCK_VISIT 8
+static uint64_t block_cost(struct fz *f, const struct phys_block *b)
+{
+	if (f->h.legacy || model_find(f, b->pa))
+		return BLOCK_VISIT;
+	return BLOCK_VISIT + map_leaves(b->va, b->len, b->pa - b->va, f->h.huge_1g);
+}
+
+/* What the work cap does to op: 0 runs it as decoded, CUT_SKIP skips it,
+ * else map_physical's length cut to the blocks that fit. Charges the work. */
+static uint64_t work_cap(struct fz *f, const struct op *op)
+{
+	uint64_t left = WORK_CAP - f->work, cost = 0;
+	switch (op->kind) {
+	case OP_FAULT_IN:
+	case OP_FAULT_VA:
+	case OP_FAULT_NEAR: {
+		const struct region *host = physmap_host_region(&f->pm, op->va);
+		const struct phys_region *r = host && host->kind != REGION_EXCLUDED ? find_va(f, op->va) : NULL;
+		if (r) {
+			struct phys_block b = model_block(f, r, r->pa + (op->va - r->va));
+			cost = block_cost(f, &b);
+		}
+		break;
+	}
+	case OP_MAPPHYS: { /* as run_mapphys walks it: the blocks that fit */
+		if (!f->pm.count)
+			return 0;
+		const struct phys_region *r = &f->pm.regions[op->pa % f->pm.count];
+		uint64_t pa0 = r->pa + op->va, pa = pa0, len = op->len;
+		if (len > 16 * f->pm.cfg.block_size)
+			len = 16 * f->pm.cfg.block_size;
+		uint64_t end = pa + len < pa ? ~0ull : pa + len;
+		while (pa < end && (r = find_pa(f, pa))) {
+			struct phys_block b = model_block(f, r, pa);
+			uint64_t c = block_cost(f, &b);
+			if (cost + c > left) {
+				f->work += cost;
+				return pa > pa0 ? pa - pa0 : CUT_SKIP;
+			}
+			cost += c;
+			pa = b.pa + b.len;
+		}
+		f->work += cost;
+		return len < op->len ? len : 0; /* run_mapphys' 16 blocks: as the trace */
+	}
+	case OP_MAPALL:
+		if (f->layout_blocks > 512)
+			return 0; /* skipped anyway */
+		for (size_t i = 0; i < f->pm.count; i++)
+			for (uint64_t pa = f->pm.regions[i].pa; pa < f->pm.regions[i].pa + f->pm.regions[i].len;) {
+				struct phys_block b = model_block(f, &f->pm.regions[i], pa);
+				cost += block_cost(f, &b);
+				pa = b.pa + b.len;
+			}
+		break;
+	case OP_CHECK: /* every model block looked up again */
+		cost = f->nblocks * BLOCK_VISIT;
+		break;
+	default:
+		return 0;
+	}
+	if (cost > left)
+		return CUT_SKIP;
+	f->work += cost;
+	return 0;
+}
+
 /* ---- the model of slots ---- */
+
+static uint32_t bhash_at(uint64_t pa)
+{
+	return (uint32_t)((pa >> 12) * 0x9e3779b97f4a7c15ull >> 52) & (BHASH - 1);
+}
 
 static struct mblock *model_find(struct fz *f, uint64_t pa)
 {
-	for (size_t i = 0; i < f->nblocks; i++)
-		if (f->blocks[i].pa == pa)
-			return &f->blocks[i];
+	for (uint32_t h = bhash_at(pa); f->bhash[h]; h = (h + 1) & (BHASH - 1))
+		if (f->blocks[f->bhash[h] - 1].pa == pa)
+			return &f->blocks[f->bhash[h] - 1];
 	return NULL;
 }
 
 static uint32_t model_slots(const struct fz *f)
 {
-	uint32_t n = 0;
-	for (size_t i = 0; i < f->nblocks; i++)
-		n += !f->blocks[i].mmio;
-	return n;
+	return f->nslots;
 }
 
 static void model_add(struct fz *f, const struct phys_block *b, uint32_t id, bool mmio)
@@ -665,7 +858,14 @@ static void model_add(struct fz *f, const struct phys_block *b, uint32_t id, boo
 		if (!f->blocks)
 			abort();
 	}
+	if (f->nblocks >= BHASH / 2)
+		fz_fail(f, "harness: more than %d model blocks", BHASH / 2);
+	uint32_t h = bhash_at(b->pa);
+	while (f->bhash[h])
+		h = (h + 1) & (BHASH - 1);
+	f->bhash[h] = (int32_t)f->nblocks + 1;
 	f->blocks[f->nblocks++] = (struct mblock){ b->pa, b->len, b->va, id, mmio };
+	f->nslots += !mmio;
 }
 
 static uint32_t want_opts(const struct fz *f, enum region_kind k)
@@ -715,8 +915,12 @@ static void check_entries(struct fz *f, const struct phys_block *b, bool present
 
 static void check_all(struct fz *f, bool full)
 {
-	/* check_slots walks every leaf: on big trees only at the end. */
-	const char *bad = full || f->pool.used <= 64 ? check_slots(&f->slots, f->buf, sizeof(f->buf)) : NULL;
+	/* check_slots walks every leaf: at the end always (the work cap keeps
+	 * the tree small), on `check` ops while the input's budget lasts. */
+	bool now = full || f->checked + f->pool.used <= CHECK_BUDGET;
+	if (!full && now)
+		f->checked += f->pool.used;
+	const char *bad = now ? check_slots(&f->slots, f->buf, sizeof(f->buf)) : NULL;
 	if (bad)
 		fz_fail(f, "check_slots: %s", bad);
 	if (f->slots.count != model_slots(f) || f->kvm_count != model_slots(f))
@@ -980,8 +1184,19 @@ static void run_flush(struct fz *f, unsigned v)
 
 /* ---- the hooks ---- */
 
+/* Memory reused by every input (each starts from an empty model; only the
+ * allocations survive, so that no input pays for them): the model, the
+ * recorder and one pool with room for the largest bound an input may use,
+ * reserved once (its pages are touched as inputs use them, and pool_reset
+ * costs what the last input used). */
+static struct fz fz_state;
+
 int fuzz_init(void)
 {
+	if (pool_init_mmap(&fz_state.pool, 1u << 20, 0x1000)) {
+		fprintf(stderr, "fuzz_slots: cannot reserve the pool\n");
+		return 1;
+	}
 	return 0;
 }
 
@@ -1026,29 +1241,43 @@ static void reader_start(struct fz *f) { (void)f; }
 static void reader_stop(struct fz *f) { (void)f; }
 #endif
 
+static int32_t fz_bhash[BHASH];
+static struct kslot fz_kvm[512];
+static uint32_t fz_kvm_used[512];
+
 static void teardown(struct fz *f)
 {
 	reader_stop(f);
 	if (f->have_slots)
 		slots_destroy(&f->slots);
-	if (f->have_pt) {
+	/* pt_destroy gives every page back (checked) on small trees; the next
+	 * input's pool_reset clears what is left. */
+	if (f->have_pt && f->pool.used <= CHECK_BUDGET) {
 		pt_destroy(&f->pt);
 		pool_reclaim(&f->pool, UINT64_MAX); /* live: nothing runs any more */
 		if (f->pool.used)
 			fz_fail(f, "accounting: pt_destroy left %u pages in use", f->pool.used);
 	}
-	if (f->have_pool)
-		pool_destroy(&f->pool);
-	free(f->kvm);
-	free(f->blocks);
-	free(f);
+	/* Empty the reused model and recorder: what this input filled. */
+	for (size_t i = 0; i < f->nblocks; i++) {
+		uint32_t h = bhash_at(f->blocks[i].pa);
+		while (f->bhash[h] != (int32_t)i + 1)
+			h = (h + 1) & (BHASH - 1);
+		f->bhash[h] = 0;
+	}
+	for (uint32_t k = 0; k < f->kvm_count; k++)
+		f->kvm[f->kvm_used[k]] = (struct kslot){ 0 };
 }
 
 int fuzz_one(const uint8_t *data, size_t size, FILE *trace)
 {
-	struct fz *f = calloc(1, sizeof(*f));
-	if (!f)
-		abort();
+	struct fz *f = &fz_state;
+	struct mblock *blocks = f->blocks;
+	size_t cap_blocks = f->cap_blocks;
+	struct pool pool = f->pool;
+	memset(f, 0, sizeof(*f));
+	f->blocks = blocks, f->cap_blocks = cap_blocks, f->pool = pool;
+	f->bhash = fz_bhash, f->kvm = fz_kvm, f->kvm_used = fz_kvm_used;
 	f->data = data;
 	f->size = size;
 	struct fuzz_in in = { data, size };
@@ -1068,6 +1297,11 @@ int fuzz_one(const uint8_t *data, size_t size, FILE *trace)
 			bs = max;
 		if (bs != (c.block_size ? c.block_size : 8ull << 30))
 			f->h.cfg.block_size = c.block_size = bs;
+	}
+	if (f->h.legacy) {
+		scale_legacy(f);
+		c = f->h.cfg;
+		runs(&f->h, &usable, &nruns);
 	}
 	if (trace)
 		print_header(trace, &f->h);
@@ -1121,20 +1355,16 @@ int fuzz_one(const uint8_t *data, size_t size, FILE *trace)
 			(unsigned long long)f->bound, (unsigned long long)want_bound);
 	if (f->bound > (1u << 20))
 		goto out;
-	if (pool_init_mmap(&f->pool, (uint32_t)f->bound, 0x1000))
-		abort();
-	f->have_pool = true;
+	if (pool_reset(&f->pool, (uint32_t)f->bound, 0x1000))
+		fz_fail(f, "pool_reset(%llu) failed", (unsigned long long)f->bound);
 	if (f->h.live && pool_defer(&f->pool))
-		abort();
+		fz_fail(f, "pool_defer failed");
 	rc = pt_init(&f->pt, &f->pool, 4, f->h.huge_1g);
 	if (rc)
 		fz_fail(f, "pt_init in a pool of the bound (%llu) returned %d", (unsigned long long)f->bound, rc);
 	f->have_pt = true;
 	if (f->h.live && tlb_init(&f->tlb, &f->pt, LIVE_VCPUS))
-		abort();
-	f->kvm = calloc(f->h.capacity, sizeof(*f->kvm));
-	if (!f->kvm)
-		abort();
+		fz_fail(f, "tlb_init failed");
 	unsigned flags = (f->h.legacy ? SLOTS_LEGACY : 0) | (f->h.user ? SLOTS_USER : 0) | (f->h.exec ? SLOTS_EXEC : 0);
 	rc = slots_init(&f->slots, &f->pt, &f->pm, f->h.capacity, flags, recorder, f);
 	if (rc)
@@ -1152,15 +1382,25 @@ int fuzz_one(const uint8_t *data, size_t size, FILE *trace)
 
 	uint64_t last_va = 0;
 	struct op op;
+	if (f->h.legacy)
+		f->work = legacy_leaves(&f->pm, VA_END, f->h.huge_1g);
 	while (in.left && f->nop < MAX_OPS) {
 		dec_op(&in, &f->h, &last_va, &op);
+		/* The work cap: an operation that would take the input past
+		 * WORK_CAP entries is cut (map_physical: to the blocks that fit)
+		 * or skipped; the trace says which. */
+		f->cut[f->nop] = work_cap(f, &op);
 		f->nop++;
 		if (op.kind == OP_VCPU_WALK)
 			f->resolved[f->nop - 1] = live_walk_va(f, &op);
 		if (op.kind == OP_MAPALL)
 			f->resolved[f->nop - 1] = f->layout_blocks > 512;
 		if (trace)
-			print_op(trace, &op, &f->pm, f->resolved[f->nop - 1]);
+			print_cut_op(trace, f, &op, f->cut[f->nop - 1], f->resolved[f->nop - 1]);
+		if (f->cut[f->nop - 1] == CUT_SKIP)
+			continue;
+		if (f->cut[f->nop - 1])
+			op.len = f->cut[f->nop - 1];
 		switch (op.kind) {
 		case OP_VCPU_WALK:
 			run_walk(f, op.vcpu, f->resolved[f->nop - 1]);
@@ -1404,4 +1644,107 @@ bad:
 full:
 	snprintf(err, errlen, "line %u: output full", lineno);
 	return -1;
+}
+
+/* ---- structure for the structure-aware mutator (fuzz/mutator.c) ---- */
+
+enum { ENC_REGION_VA = 1, ENC_FAULT };
+
+#define HDR_BYTES 7
+
+/* Region records as dec_header reads them: spans and the placement field
+ * (sel + its operands) with the VA it decoded to. cursor as dec_header's. */
+static void describe_regions(const uint8_t *data, size_t size, struct fuzz_shape *s, size_t want, uint64_t cursor)
+{
+	struct fuzz_in in = { data + HDR_BYTES, size > HDR_BYTES ? size - HDR_BYTES : 0 };
+	for (size_t i = 0; i < want && in.left && s->nitem < FUZZ_MAX_ITEMS; i++) {
+		struct fuzz_in a = in;
+		uint8_t sel = fuzz_u8(&in);
+		uint64_t unit = UNITS[(sel >> 4) & 3], va;
+		switch ((sel >> 2) & 3) {
+		case 0:
+			va = cursor;
+			break;
+		case 1:
+			va = cursor + fuzz_u8(&in) * PAGE;
+			va += (fuzz_u8(&in) % 4) * unit;
+			break;
+		case 2:
+			va = cursor - (1 + fuzz_u8(&in)) * PAGE;
+			break;
+		default:
+			va = fuzz_u64(&in) & ~(PAGE - 1);
+			break;
+		}
+		struct fuzz_in p = in;
+		uint8_t cnt = fuzz_u8(&in);
+		uint64_t len = (cnt >= 0xc0 ? VA_END - va : (cnt % 64) * unit) + sx8(fuzz_u8(&in)) * PAGE;
+		if (len == 0 || len > (1ull << 62))
+			len = PAGE;
+		struct fuzz_item *it = &s->item[s->nitem++];
+		uint32_t off = (uint32_t)(a.p - data);
+		*it = (struct fuzz_item){ .off = off, .len = (uint32_t)(in.p - a.p), .list = 1, .nfield = 2 };
+		it->f[0] = (struct fuzz_field){ .off = off, .len = (uint32_t)(p.p - a.p), .cls = FUZZ_F_VALUE,
+						.enc = ENC_REGION_VA, .value = va };
+		it->f[1] = (struct fuzz_field){ .off = off, .len = 1, .cls = FUZZ_F_BITS, .flipmask = 0x03 };
+		if ((sel >> 6) == 3)
+			va += 0x800;
+		cursor = va + len;
+	}
+}
+
+void fuzz_describe(const uint8_t *data, size_t size, struct fuzz_shape *s)
+{
+	struct fuzz_in in = { data, size };
+	struct header *h = malloc(sizeof(*h));
+	if (!h)
+		abort();
+	s->nitem = 0;
+	s->nhdr = 0;
+	s->count_off[0] = -1;
+	s->count_off[1] = 6;  /* nregions */
+	s->count_max[0] = MAX_OPS;
+	s->count_max[1] = MAX_HOST;
+	s->list_start[1] = HDR_BYTES;
+	if (size)  /* flags: legacy, user, exec, 1 GiB leaves off */
+		s->hdr[s->nhdr++] = (struct fuzz_field){ .off = 0, .len = 1, .cls = FUZZ_F_BITS, .flipmask = 0x0f };
+	dec_header(&in, h);
+	s->list_start[0] = (uint32_t)(in.p - data) > HDR_BYTES ? (uint32_t)(in.p - data) : HDR_BYTES;
+	if (size >= HDR_BYTES) {
+		uint8_t win = data[5];
+		describe_regions(data, size, s, data[6] % (MAX_HOST + 1), WIN_BASE[(win >> 2) & 7]);
+	}
+	uint64_t last_va = 0;
+	struct op op;
+	for (unsigned n = 0; in.left && n < MAX_OPS && s->nitem < FUZZ_MAX_ITEMS; n++) {
+		struct fuzz_in a = in;
+		dec_op(&in, h, &last_va, &op);
+		struct fuzz_item *it = &s->item[s->nitem++];
+		uint32_t off = (uint32_t)(a.p - data), len = (uint32_t)(in.p - a.p);
+		*it = (struct fuzz_item){ .off = off, .len = len, .list = 0 };
+		if (op.kind == OP_FAULT_IN || op.kind == OP_FAULT_VA || op.kind == OP_FAULT_NEAR) {
+			it->f[0] = (struct fuzz_field){ .off = off, .len = len, .cls = FUZZ_F_VALUE, .enc = ENC_FAULT,
+							.value = op.va };
+			it->nfield = 1;
+		}
+	}
+	free(h);
+}
+
+size_t fuzz_field_encode(const struct fuzz_field *f, const uint8_t *old, uint64_t value, uint8_t out[16])
+{
+	switch (f->enc) {
+	case ENC_REGION_VA:  /* placement 3: raw VA, the rest of sel kept */
+		out[0] = (uint8_t)((old[0] & ~0x0cu) | 0x0cu);
+		for (int i = 0; i < 8; i++)
+			out[1 + i] = (uint8_t)(value >> (8 * i));
+		return 9;
+	case ENC_FAULT:      /* the whole operation: a fault at a raw VA */
+		out[0] = OP_FAULT_VA;
+		for (int i = 0; i < 8; i++)
+			out[1 + i] = (uint8_t)(value >> (8 * i));
+		return 9;
+	default:
+		return 0;
+	}
 }

@@ -46,4 +46,51 @@ static inline uint64_t fuzz_u64(struct fuzz_in *in)
 	return v;
 }
 
+/* ---- structure, for the structure-aware mutator (fuzz/mutator.c) ----
+ * A target that links fuzz/mutator.c describes its byte format: the items
+ * (operations in list 0; header records such as fuzz_slots' regions in list
+ * 1) as byte spans, and inside them the fields a mutation may rewrite whole:
+ * VALUE fields (an address, length or PA: what they decoded to, moved to a
+ * boundary and written back through fuzz_field_encode) and BITS fields (a
+ * byte whose flipmask bits are permissions or flags). Pure functions of the
+ * bytes: no engine is run. */
+#define FUZZ_MAX_ITEMS  400
+#define FUZZ_MAX_FIELDS 3
+#define FUZZ_MAX_HDR    4
+
+enum { FUZZ_F_VALUE = 1, FUZZ_F_BITS = 2 };
+
+struct fuzz_field {
+	uint32_t off, len;     /* the bytes fuzz_field_encode replaces (BITS: one byte) */
+	uint8_t cls;           /* FUZZ_F_VALUE or FUZZ_F_BITS */
+	uint8_t enc;           /* the target's own encoding id */
+	uint8_t flipmask;      /* BITS: which bits of the byte */
+	uint64_t value;        /* VALUE: what the field decoded to */
+};
+
+struct fuzz_item {
+	uint32_t off, len;     /* len may run short at the end of the input */
+	uint8_t list;          /* 0 operations, 1 header records */
+	uint8_t nfield;
+	struct fuzz_field f[FUZZ_MAX_FIELDS];
+};
+
+struct fuzz_shape {
+	uint32_t nitem;                 /* items in byte order */
+	uint32_t list_start[2];         /* where list i's first item sits (or would) */
+	int32_t count_off[2];           /* byte holding list i's item count, -1 none */
+	uint32_t count_max[2];          /* most items list i can hold */
+	uint32_t nhdr;
+	struct fuzz_field hdr[FUZZ_MAX_HDR];  /* header BITS fields */
+	struct fuzz_item item[FUZZ_MAX_ITEMS];
+};
+
+/* Fills s with the structure of data (targets that link fuzz/mutator.c). */
+void fuzz_describe(const uint8_t *data, size_t size, struct fuzz_shape *s);
+
+/* Bytes (at most 16) that replace field f (whose current bytes are old) so
+ * that it decodes to value whatever the state before it; 0 when the field
+ * cannot say that value. */
+size_t fuzz_field_encode(const struct fuzz_field *f, const uint8_t *old, uint64_t value, uint8_t out[16]);
+
 #endif

@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 #include "check.h"
 #include "pool.h"
@@ -397,8 +398,65 @@ static void test_counts(void)
 	pool_destroy(&pool);
 }
 
+/* pool_reset: every page zero and free again, with a new capacity and PA,
+ * visiting only what was used: the pages never taken are PROT_NONE here, so
+ * a reset that touched them would die. */
+static void test_pool_reset(void)
+{
+	const uint32_t room = 64, used_pages = 8;
+	size_t bytes = pool_bytes(room);
+	uint8_t *mem = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (!T_CHECK(mem != MAP_FAILED, "mmap"))
+		return;
+	struct pool pool;
+	struct pt pt;
+	struct shadow sh;
+	T_EQ(pool_init(&pool, mem, room, 0x100000000ull), 0);
+	T_EQ(shadow_init(&sh, 64), 0);
+	for (int round = 0; round < 3; round++) {
+		T_EQ(pt_init(&pt, &pool, 4, true), 0);
+		/* 4 KiB pages over two 2 MiB entries, a collapse, a split. */
+		T_EQ(pt_map(&pt, M2 - 4 * K4, 8 * K4, 0x40000000, PT_R | PT_W), 0);
+		T_EQ(pt_map(&pt, G1, M2, 2 * G1, PT_R), 0);
+		T_EQ(pt_unmap(&pt, G1 + K4, K4), 0);
+		T_EQ(pt_map(&pt, 3 * G1, 2 * M2, 3 * G1, PT_R | PT_W), 0);
+		T_CHECK(pool.fresh <= used_pages, "round %d took %u pages", round, pool.fresh);
+		if (round == 0)
+			mprotect(mem + (size_t)used_pages * K4, (size_t)(room - used_pages) * K4, PROT_NONE);
+		/* No pt_destroy: the reset clears the tables still in use. */
+		uint32_t cap = round == 1 ? 16 : room;
+		uint64_t pa = round == 1 ? 0x7ffff000ull : 0x100000000ull;
+		T_EQ(pool_reset(&pool, cap, pa), 0);
+		T_EQ(pool.used, 0);
+		T_EQ(pool.fresh, 0);
+		T_EQ(pool.capacity, cap);
+		T_EQ(pool.pa_base, pa);
+		int nonzero = 0;
+		for (uint32_t i = 0; i < used_pages * 512; i++)
+			nonzero += ((uint64_t *)mem)[i] != 0;
+		T_EQ(nonzero, 0);
+		for (uint32_t i = 0; i < used_pages; i++)
+			T_CHECK(!pool_pa_in_use(&pool, pa + i * K4) && pool.info[i].count == 0, "page %u", i);
+	}
+	T_EQ(pool_reset(&pool, room + 1, 0), -EINVAL);
+	T_EQ(pool_reset(&pool, 0, 0), -EINVAL);
+	T_EQ(pool_reset(&pool, 4, 0x800), -EINVAL);
+	/* The tables work again from the reset pool. */
+	T_EQ(pt_init(&pt, &pool, 4, true), 0);
+	T_EQ(pt_map(&pt, 0, M2, 0, PT_R), 0);
+	char buf[256];
+	shadow_clear(&sh);
+	T_EQ(shadow_map(&sh, 0, M2, 0, PT_R), 0);
+	const char *bad = check_tables(&pt, &sh, 0, buf, sizeof(buf));
+	T_CHECK(!bad, "after reset: %s", bad);
+	pt_destroy(&pt);
+	shadow_destroy(&sh);
+	munmap(mem, bytes);
+}
+
 int main(void)
 {
+	test_pool_reset();
 	test_counts();
 	test_five_levels();
 	test_leaf_sizes();
