@@ -54,9 +54,18 @@ compile() { # source -> prints the object path
 core_objs=()
 for s in $core_srcs; do core_objs+=("$(compile "$s")"); done
 driver=$(compile fuzz/driver_libfuzzer.c)
+# The structure-aware mutator (LLVMFuzzerCustomMutator) for the targets the
+# Makefile links it into (FUZZ_MUTATOR_TARGETS); as there, without coverage
+# feedback of its own (AFL++'s libAFLDriver ignores it).
+mutator_targets=" $(mk FUZZ_MUTATOR_TARGETS) "
+mutator=""
+if [ -f fuzz/mutator.c ] && [ -n "${mutator_targets// /}" ]; then
+	mutator=$(CFLAGS=${CFLAGS//-fsanitize=fuzzer-no-link/} compile fuzz/mutator.c)
+fi
 
 for t in $targets; do
 	objs=("$(compile "fuzz/$t.c")" "$driver")
+	[ -n "$mutator" ] && [[ $mutator_targets == *" $t "* ]] && objs+=("$mutator")
 	for s in $(mk "FUZZ_EXTRA_SRCS_$t"); do objs+=("$(compile "$s")"); done
 	echo "$CXX $CXXFLAGS ... $LIB_FUZZING_ENGINE -o $OUT/$t" >&2
 	# shellcheck disable=SC2086
