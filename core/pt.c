@@ -395,24 +395,23 @@ static void install_table(struct pt *pt, uint64_t *pte, int level)
 }
 
 /* Present entries among ptes[0..n), which are entries [i, i + n) of their
- * table: from the bookkeeping alone when the run is the whole table, the
- * table is empty or full, or the run misses or covers the extent; else a
- * scan of the run. The bookkeeping matters: the run's entries are usually
- * not in the cache, and a map that only stores to them does not wait for
- * them, while a load does. */
-static unsigned run_present(const struct pool_page_info *info, const uint64_t *ptes, unsigned i, unsigned n)
+ * table, when the bookkeeping alone tells: the table is empty or full, or
+ * the run misses or covers the extent. Else *scan is set and the caller
+ * counts them as it writes them. The bookkeeping matters: the run's entries
+ * are usually not in the cache, and a map that only stores to them does not
+ * wait for them, while a load does. */
+static unsigned run_present(const struct pool_page_info *info, unsigned i, unsigned n, bool *scan)
 {
 	unsigned count = info->count;
+	*scan = false;
 	if (count == 0 || n == PT_ENTRIES || i + n <= info->lo || i >= info->hi)
 		return n == PT_ENTRIES ? count : 0;
 	if (count == PT_ENTRIES)
 		return n;
 	if (i <= info->lo && i + n >= info->hi)
 		return count;
-	unsigned present = 0;
-	for (unsigned k = 0; k < n; k++)
-		present += (unsigned)(ptes[k] & PTE_P);
-	return present;
+	*scan = true;
+	return 0;
 }
 
 VISITOR int set_leaf_run(void *priv, uint64_t *ptes, unsigned n, uint64_t addr)
@@ -420,16 +419,29 @@ VISITOR int set_leaf_run(void *priv, uint64_t *ptes, unsigned n, uint64_t addr)
 	struct set_walk *w = priv;
 	struct pool_page_info *info = pool_info(w->pt->pool, ptes);
 	unsigned i = entry_index(ptes);
-	unsigned before = run_present(info, ptes, i, n);
+	bool scan;
+	unsigned before = run_present(info, i, n, &scan);
 	if (w->clear) {
-		if (before == 0) /* all holes, so all zero already */
-			return 0;
-		memset(ptes, 0, n * sizeof(*ptes));
+		/* One loop that loads and clears (a run known to be all holes
+		 * is all zero already, and is left alone). */
+		if (scan) {
+			for (unsigned k = 0; k < n; k++) {
+				before += (unsigned)(ptes[k] & PTE_P);
+				ptes[k] = 0;
+			}
+		} else if (before) {
+			for (unsigned k = 0; k < n; k++)
+				ptes[k] = 0;
+		}
 		info->count = (uint16_t)(info->count - before);
 		extent_clear(info, i, i + n);
 		return 0;
 	}
 	uint64_t pte = make_leaf(w->pa + (addr - w->va), PT_LEVEL_4K, w->opts);
+	if (scan) {
+		for (unsigned k = 0; k < n; k++)
+			before += (unsigned)(ptes[k] & PTE_P);
+	}
 	for (unsigned k = 0; k < n; k++, pte += PT_PAGE_SIZE)
 		ptes[k] = pte;
 	info->count = (uint16_t)(info->count + n - before);
