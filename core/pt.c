@@ -243,6 +243,7 @@ static inline bool map_fast_ok(const struct pt *pt, uint64_t va, uint64_t len, u
 struct set_walk {
 	struct pt *pt;
 	uint64_t va;     /* linear start of the operation */
+	uint64_t end;    /* linear end of the operation */
 	uint64_t pa;     /* pa of va */
 	uint32_t opts;
 	bool clear;      /* unmap */
@@ -481,16 +482,23 @@ static bool table_is_uniform(const uint64_t *table, int level)
 	return true;
 }
 
+/* settle_entry's "nothing left to settle" (a stop, > 0, per the walker's
+ * return rule; the writing pass has nothing else to do by then). */
+#define SETTLE_DONE 1
+
 /* Leaving the child table of *pte: free it when empty, collapse it into a
  * leaf when full, uniform and a leaf may sit at this level. O(1) from the
- * count unless the table is full. */
+ * count unless the table is full. When the table stays and the walk has
+ * reached the end of its range, it stops: every table above still holds an
+ * entry that is a table (the path to this one), so none of them can be
+ * empty or uniform, and settling them would change nothing. A small map or
+ * unmap thus settles one table, not one per level. */
 VISITOR int settle_entry(void *priv, uint64_t *pte, int level, uint64_t addr)
 {
 	struct set_walk *w = priv;
 	struct pt *pt = w->pt;
 	uint64_t *table = pool_page_at(pt->pool, *pte & PTE_ADDR_MASK);
 	unsigned count = *pool_count(pt->pool, table);
-	(void)addr;
 	if (count == 0) {
 		entry_set(pt->pool, pte, 0);
 		pool_give(pt->pool, table);
@@ -498,6 +506,8 @@ VISITOR int settle_entry(void *priv, uint64_t *pte, int level, uint64_t addr)
 		uint64_t first = table[0];
 		entry_set(pt->pool, pte, make_leaf(pte_addr(first, level - 1), level, pte_leaf_opts(first, level - 1)));
 		pool_give(pt->pool, table);
+	} else if (addr + pt_level_size(level) >= w->end) {
+		return SETTLE_DONE;
 	}
 	return 0;
 }
@@ -573,7 +583,8 @@ int pt_map_cost(const struct pt *pt, uint64_t va, uint64_t len, uint64_t pa, uin
 {
 	if (pt_check_map(pt, va, len, pa, opts, NULL))
 		return -EINVAL;
-	struct set_walk w = { .pt = (struct pt *)pt, .va = pt_linear(pt, va), .pa = pa, .opts = opts };
+	uint64_t lin = pt_linear(pt, va);
+	struct set_walk w = { .pt = (struct pt *)pt, .va = lin, .end = lin + len, .pa = pa, .opts = opts };
 	*pages = set_cost(&w, len);
 	return 0;
 }
@@ -582,7 +593,8 @@ int pt_unmap_cost(const struct pt *pt, uint64_t va, uint64_t len, uint32_t *page
 {
 	if (pt_check_range(pt, va, len, NULL))
 		return -EINVAL;
-	struct set_walk w = { .pt = (struct pt *)pt, .va = pt_linear(pt, va), .clear = true };
+	uint64_t lin = pt_linear(pt, va);
+	struct set_walk w = { .pt = (struct pt *)pt, .va = lin, .end = lin + len, .clear = true };
 	*pages = set_cost(&w, len);
 	return 0;
 }
@@ -592,7 +604,8 @@ int pt_map(struct pt *pt, uint64_t va, uint64_t len, uint64_t pa, uint32_t opts)
 	if (!map_fast_ok(pt, va, len, pa, opts) && pt_check_map(pt, va, len, pa, opts, NULL))
 		return -EINVAL;
 	PT_ASSERT(!pt_check_map(pt, va, len, pa, opts, NULL));
-	struct set_walk w = { .pt = pt, .va = pt_linear(pt, va), .pa = pa, .opts = opts };
+	uint64_t lin = pt_linear(pt, va);
+	struct set_walk w = { .pt = pt, .va = lin, .end = lin + len, .pa = pa, .opts = opts };
 	return set_range(&w, len);
 }
 
@@ -601,7 +614,8 @@ int pt_unmap(struct pt *pt, uint64_t va, uint64_t len)
 	if (!range_fast_ok(pt, va, len) && pt_check_range(pt, va, len, NULL))
 		return -EINVAL;
 	PT_ASSERT(!pt_check_range(pt, va, len, NULL));
-	struct set_walk w = { .pt = pt, .va = pt_linear(pt, va), .clear = true };
+	uint64_t lin = pt_linear(pt, va);
+	struct set_walk w = { .pt = pt, .va = lin, .end = lin + len, .clear = true };
 	return set_range(&w, len);
 }
 
@@ -703,8 +717,8 @@ void pt_destroy(struct pt *pt)
 	if (!pt->root)
 		return;
 	/* Unmapping whole top-level entries never splits, so it cannot fail. */
-	struct set_walk w = { .pt = pt, .clear = true };
-	walk(pt, 0, 1ull << va_bits(pt), &clear_ops, &w, true);
+	struct set_walk w = { .pt = pt, .end = 1ull << va_bits(pt), .clear = true };
+	walk(pt, 0, w.end, &clear_ops, &w, true);
 	pool_give(pt->pool, pt->root);
 	pt->root = NULL;
 }
