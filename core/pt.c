@@ -5,8 +5,10 @@
  * how many table pages the operation takes at most, then, if the pool has
  * them, the writing pass, which therefore cannot fail half-way. On the way
  * back up, every table the walk went through is settled: freed when empty,
- * collapsed into one huge leaf when uniform. That keeps the tables canonical:
- * exactly those the current mapping needs, whatever the history.
+ * collapsed into one huge leaf when uniform (up to the first table that
+ * stays once the range is done: nothing above it can change). That keeps
+ * the tables canonical: exactly those the current mapping needs, whatever
+ * the history.
  *
  * Bookkeeping: the pool keeps, per table page, the number of present entries
  * (pool_count). Every entry write below keeps it exact: single entries
