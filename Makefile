@@ -50,7 +50,8 @@ CORE_SRCS := \
 	core/check.c \
 	core/physmap.c \
 	core/slots.c \
-	core/check_slots.c
+	core/check_slots.c \
+	core/tlb.c
 
 TRACE_SRCS := \
 	fuzz/trace.c \

@@ -19,8 +19,13 @@
 # timeout, rss limit). libFuzzer's -fsanitize=fuzzer and AFL++'s
 # libAFLDriver.a both call the driver's LLVMFuzzerTestOneInput.
 #
+# Usage: build.sh [--help] (OSS-Fuzz's compile runs it without arguments).
 # Debug: run ci/oss-fuzz-local, which sets the same environment here; the
 # compile lines are echoed (bash -x shows everything).
+case ${1:-} in
+-h | --help) sed -n '2,/^case /p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
+?*) echo "build.sh: unknown argument '$1' (--help)" >&2; exit 2 ;;
+esac
 cd "${KVMPT_SRC:-.}"
 WORK=${WORK:-/tmp/kvmpt-oss-fuzz-work}
 objdir=$WORK/kvmpt-obj
@@ -49,9 +54,18 @@ compile() { # source -> prints the object path
 core_objs=()
 for s in $core_srcs; do core_objs+=("$(compile "$s")"); done
 driver=$(compile fuzz/driver_libfuzzer.c)
+# The structure-aware mutator (LLVMFuzzerCustomMutator) for the targets the
+# Makefile links it into (FUZZ_MUTATOR_TARGETS); as there, without coverage
+# feedback of its own (AFL++'s libAFLDriver ignores it).
+mutator_targets=" $(mk FUZZ_MUTATOR_TARGETS) "
+mutator=""
+if [ -f fuzz/mutator.c ] && [ -n "${mutator_targets// /}" ]; then
+	mutator=$(CFLAGS=${CFLAGS//-fsanitize=fuzzer-no-link/} compile fuzz/mutator.c)
+fi
 
 for t in $targets; do
 	objs=("$(compile "fuzz/$t.c")" "$driver")
+	[ -n "$mutator" ] && [[ $mutator_targets == *" $t "* ]] && objs+=("$mutator")
 	for s in $(mk "FUZZ_EXTRA_SRCS_$t"); do objs+=("$(compile "$s")"); done
 	echo "$CXX $CXXFLAGS ... $LIB_FUZZING_ENGINE -o $OUT/$t" >&2
 	# shellcheck disable=SC2086

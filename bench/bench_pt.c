@@ -28,8 +28,10 @@
  * (e) 2,000 regions of 4 KiB-16 MiB (log-uniform), misaligned, one per
  * 64 GiB slot of the lower 128 TiB, PA = VA (2 MiB leaves in the middle),
  * map in random order then unmap. BENCH_ROUNDS sets the rounds (default 15).
- * Figures, not tests: the machine may be loaded; compare ratios within one
- * run. */
+ * Wall-clock times, or CPU time for a sample during which the thread was
+ * preempted (see timer_stop). Figures, not tests: the
+ * machine may be loaded; compare ratios within one run. docs/bench-pt.md
+ * has the figures and how to read them. */
 
 #include <errno.h>
 #include <stdint.h>
@@ -37,6 +39,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -57,17 +60,56 @@
 #define LEAF_FLAGS (PTE_P | PTE_RW | PTE_NX)
 #define TABLE_FLAGS (PTE_P | PTE_RW | PTE_US)
 
-/* The thread's CPU time: on a machine shared with other jobs, time spent
- * descheduled would otherwise swamp the figures (wall-clock maxima were 10x
- * the medians). The read costs a system call; its median cost is measured
- * at start and taken off every sample. */
-static double clock_overhead;
+/* Timing. Wall clock (vDSO, cheap) normally; but on a machine shared with
+ * other jobs a long op is often descheduled part-way (wall-clock maxima were
+ * 10x the medians), so each timed op also notes the thread's preemptions
+ * and CPU time, and a preempted sample counts its CPU time instead (minus
+ * the cost of reading it: a system call, measured at start). */
 static double now_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec * 1e9 + (double)ts.tv_nsec;
+}
+
+static double cpu_ns(void)
 {
 	struct timespec ts;
 	clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
 	return (double)ts.tv_sec * 1e9 + (double)ts.tv_nsec;
 }
+
+static long preemptions(void)
+{
+	struct rusage ru;
+	getrusage(RUSAGE_THREAD, &ru);
+	return ru.ru_nivcsw; /* involuntary only: a page fault may block, and that is its cost */
+}
+
+struct timer {
+	long sw;
+	double cpu, wall;
+};
+static double cpu_overhead;
+static int preempted;
+
+static void timer_start(struct timer *t)
+{
+	t->sw = preemptions();
+	t->cpu = cpu_ns();
+	t->wall = now_ns();
+}
+
+static double timer_stop(const struct timer *t)
+{
+	double wall = now_ns() - t->wall;
+	double cpu = cpu_ns() - t->cpu - cpu_overhead;
+	if (preemptions() == t->sw)
+		return wall;
+	preempted++;
+	return cpu > 0 ? cpu : 0;
+}
+
 
 static uint64_t rng = 0x9e3779b97f4a7c15ull;
 static uint64_t rnd(void)
@@ -279,7 +321,8 @@ static void die(const char *what, int err)
 /* One op of a workload by one subject; returns its time in ns. */
 static double run(int subject, const struct op *ops, size_t n, bool map)
 {
-	double t0 = now_ns();
+	struct timer tm;
+	timer_start(&tm);
 	if (subject == S_ENGINE) {
 		for (size_t i = 0; i < n; i++) {
 			int err = map ? pt_map(&pt, ops[i].va, ops[i].len, ops[i].pa, PT_R | PT_W)
@@ -295,10 +338,10 @@ static double run(int subject, const struct op *ops, size_t n, bool map)
 				naive_unmap(&nv, ops[i].va, ops[i].len);
 		}
 	}
-	double t1 = now_ns();
+	double ns = timer_stop(&tm);
 	if (subject == S_NAIVE && !map)
 		naive_reset(&nv);
-	return t1 - t0;
+	return ns;
 }
 
 /* The floors of a 1 GiB map: `tables` table pages of 512 entries each (512
@@ -310,7 +353,8 @@ static double run(int subject, const struct op *ops, size_t n, bool map)
 static double run_floor(int subject, unsigned tables, uint64_t pa, bool map)
 {
 	uint64_t *pd = floor_buf + 512 * (size_t)floor_page[0];
-	double t0 = now_ns();
+	struct timer tm;
+	timer_start(&tm);
 	if (subject == S_MEMSET) {
 		memset(floor_buf, map ? 0x11 : 0, (size_t)tables * K4);
 	} else if (tables == 1) {
@@ -336,13 +380,12 @@ static double run_floor(int subject, unsigned tables, uint64_t pa, bool map)
 		}
 	}
 	__asm__ volatile("" ::"r"(floor_buf) : "memory");
-	return now_ns() - t0;
+	return timer_stop(&tm);
 }
 
 static void record(int w, int s, int c, double ns)
 {
 	int *k = &nsamples[w][s][c];
-	ns -= clock_overhead;
 	if (*k < MAX_ROUNDS)
 		samples[w][s][c][(*k)++] = ns;
 }
@@ -388,9 +431,10 @@ static void cold_row(void)
 	int err = pool_init_mmap(&cp, 1024, POOL_PA);
 	if (err || (err = pt_init(&cpt, &cp, 4, true)))
 		die("cold pool", err);
-	double t0 = now_ns();
+	struct timer tm;
+	timer_start(&tm);
 	err = pt_map(&cpt, G1, G1, 4 * G1 + K4, PT_R | PT_W);
-	double t1 = now_ns();
+	double t_map = timer_stop(&tm);
 	if (err)
 		die("cold pt_map", err);
 	pt_destroy(&cpt);
@@ -399,15 +443,15 @@ static void cold_row(void)
 	err = pool_init_mmap(&cp, 1024, POOL_PA);
 	if (err)
 		die("prefault pool", err);
-	double t2 = now_ns();
+	timer_start(&tm);
 	err = pool_prefault(&cp);
-	double t3 = now_ns();
+	double t_prefault = timer_stop(&tm);
 	if (err)
 		die("pool_prefault", err);
 	pool_destroy(&cp);
 	if (ncold < MAX_ROUNDS) {
-		cold[ncold] = t1 - t0;
-		prefault[ncold++] = t3 - t2;
+		cold[ncold] = t_map;
+		prefault[ncold++] = t_prefault;
 	}
 }
 
@@ -495,20 +539,21 @@ int main(void)
 		pair(W_E_MAP, W_E_UNMAP, s, C_HOT, &e);
 	}
 	memset(nsamples, 0, sizeof(nsamples));
+	preempted = 0;
+	double empty[101];
+	for (int i = 0; i < 101; i++) {
+		double t0 = cpu_ns();
+		empty[i] = cpu_ns() - t0;
+	}
+	cpu_overhead = stats(empty, 101).med;
 	touched[0].len = (size_t)pool.fresh * K4;
 	touch_add(pool.in_use, pool_bytes(POOL_PAGES) - (size_t)POOL_PAGES * K4);
 	touched[1].len = nv.high * K4;
 
-	double empty[101];
-	for (int i = 0; i < 101; i++) {
-		double t0 = now_ns();
-		empty[i] = now_ns() - t0;
-	}
-	clock_overhead = stats(empty, 101).med;
 	size_t llc = llc_bytes();
-	printf("bench pt: %d rounds, subjects interleaved in each round; medians [min-max] in microseconds of thread CPU time\n"
-	       "  per op (clock read, %.0f ns, taken off)\n",
-	       rounds, clock_overhead);
+	printf("bench pt: %d rounds, subjects interleaved in each round; medians [min-max] in microseconds per op\n"
+	       "  (wall clock; CPU time for a sample during which the thread was preempted, count below)\n",
+	       rounds);
 	printf("  flushed: clflushopt of every byte the subjects touch (%.1f MiB) before each timed op; L3 reported: %zu KiB\n",
 	       (double)(touched[0].len + touched[1].len + FLOOR_PAGES * K4 + 2 * (d.n + e.n) * sizeof(struct op)) / (1 << 20),
 	       llc / 1024);
@@ -553,6 +598,7 @@ int main(void)
 			printf("\n");
 		}
 	}
+	printf("  %d samples were preempted and count their CPU time\n", preempted);
 	struct stat3 cst = stats(cold, ncold), pst = stats(prefault, ncold);
 	printf("  %-30s %-8s %-14s %26s\n", work_name[W_A], "cold", "(new pool)", "");
 	printf("    engine on a pool never touched: %.1f [%.1f-%.1f] us = %.2fx the pre-faulted flushed median\n",
@@ -565,6 +611,8 @@ int main(void)
 	       "engine/stores");
 	for (int w = 0; w < W_COUNT; w++) {
 		for (int cs = 0; cs < C_COUNT; cs++) {
+			if (!nsamples[w][S_ENGINE][cs] || !nsamples[w][S_NAIVE][cs])
+				continue;
 			double eng = st[w][S_ENGINE][cs].med;
 			printf("  %-30s %-8s %12.2f", work_name[w], cache_name[cs], eng / st[w][S_NAIVE][cs].med);
 			if (nsamples[w][S_MEMSET][cs])

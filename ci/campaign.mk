@@ -40,8 +40,9 @@ oss-fuzz-local:
 # Check-time tests of the scripts above (toy target with planted bugs), and
 # of the Makefile's default goal and help, and of every ci/ script's --help.
 CAMPAIGN_TESTS := ci/tests/test-triage ci/tests/test-regression ci/tests/test-campaign
-# The workflows and .clusterfuzzlite/ (seconds; .ci/run runs it first too).
-CAMPAIGN_TESTS += ci/check-workflows
+# The workflows and .clusterfuzzlite/, and that the checker catches planted
+# mistakes (seconds; .ci/run runs ci/check-workflows first too).
+CAMPAIGN_TESTS += ci/tests/test-check-workflows
 # Triage with every build (TSan race, OOM, hang), bisect over a scratch
 # history, two AFL++ "machines" on one sync folder.
 CAMPAIGN_TESTS += ci/tests/test-triage-tsan ci/tests/test-bisect ci/tests/test-sync

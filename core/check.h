@@ -11,7 +11,8 @@ struct shadow;
 struct slots;
 
 /* Translation (against sh; skipped when sh is NULL), structure, accounting
- * (pool used == referenced tables + root, and <= bound when bound != 0) and
+ * (pool used == referenced tables + root + retired pages, and used - retired
+ * <= bound when bound != 0) and
  * canonical form. NULL when all hold, else buf holding the description. */
 const char *check_tables(const struct pt *pt, const struct shadow *sh, uint64_t bound, char *buf, size_t len);
 

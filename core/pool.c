@@ -64,13 +64,14 @@ static uint32_t page_index(const struct pool *p, const uint64_t *page)
 	return (uint32_t)(((const uint8_t *)page - p->base) / PT_PAGE_SIZE);
 }
 
-/* Sets p up over mem, whose pages must already be zero. */
 static bool pool_args_ok(const void *mem, uint32_t capacity, uint64_t pa_base)
 {
 	return mem && capacity && !((uintptr_t)mem & (PT_PAGE_SIZE - 1)) && !(pa_base & (PT_PAGE_SIZE - 1)) &&
 	       pa_base <= (1ull << 52) - (uint64_t)capacity * PT_PAGE_SIZE;
 }
 
+/* Sets p up over mem, which must be all zero, bookkeeping included: a pool
+ * of the documented maximum (64 GiB) then costs nothing until pages are used. */
 static int pool_setup(struct pool *p, void *mem, uint32_t capacity, uint64_t pa_base)
 {
 	if (!pool_args_ok(mem, capacity, pa_base))
@@ -85,9 +86,9 @@ static int pool_setup(struct pool *p, void *mem, uint32_t capacity, uint64_t pa_
 	p->mark = p->in_use + bitmap_words(capacity);
 	p->info = (struct pool_page_info *)(p->mark + bitmap_words(capacity));
 	p->mapped = false;
-	memset(p->in_use, 0, 2 * bitmap_words(capacity) * sizeof(uint64_t) + info_bytes(capacity));
 	p->free_head = capacity;
 	p->fresh = 0;
+	memset(&p->live, 0, sizeof(p->live));
 	return 0;
 }
 
@@ -95,7 +96,7 @@ int pool_init(struct pool *p, void *mem, uint32_t capacity, uint64_t pa_base)
 {
 	if (!pool_args_ok(mem, capacity, pa_base))
 		return -EINVAL;
-	memset(mem, 0, (size_t)capacity * PT_PAGE_SIZE);
+	memset(mem, 0, pool_bytes(capacity));
 	return pool_setup(p, mem, capacity, pa_base);
 }
 
@@ -151,6 +152,10 @@ int pool_reset(struct pool *p, uint32_t capacity, uint64_t pa_base)
 	}
 	memset(p->in_use, 0, bitmap_words(p->fresh) * sizeof(uint64_t));
 	memset(p->mark, 0, bitmap_words(p->fresh) * sizeof(uint64_t)); /* the checker's marks are on pages taken */
+	if (p->live.ring) { /* deferral ends with the pool's use: pool_defer starts it afresh */
+		munmap(p->live.ring, p->live.bytes);
+		memset(&p->live, 0, sizeof(p->live));
+	}
 	p->capacity = capacity;
 	p->pa_base = pa_base;
 	p->used = 0;
@@ -164,6 +169,8 @@ void pool_destroy(struct pool *p)
 {
 	if (p->mapped && p->base)
 		munmap(p->base, pool_bytes(p->room));
+	if (p->live.ring)
+		munmap(p->live.ring, p->live.bytes);
 	memset(p, 0, sizeof(*p));
 }
 
@@ -175,6 +182,13 @@ int pool_take(struct pool *p, uint64_t **page)
 		index = p->free_head;
 		pg = page_at(p, index);
 		p->free_head = p->info[index].next;
+		/* The next take reads that page's info, and the engine then
+		 * writes its entries: start both on their way from memory now
+		 * (free pages are in no particular order, so each is a miss). */
+		if (p->free_head < p->capacity) {
+			__builtin_prefetch(&p->info[p->free_head], 1);
+			__builtin_prefetch(page_at(p, p->free_head), 1);
+		}
 		if (p->info[index].dirty)
 			memset(pg, 0, PT_PAGE_SIZE);
 		p->info[index].dirty = 0;
@@ -193,6 +207,8 @@ int pool_take(struct pool *p, uint64_t **page)
 	return 0;
 }
 
+static void pool_retire(struct pool *p, uint64_t *page);
+
 #ifdef PT_DEBUG
 static bool page_is_zero(const uint64_t *page)
 {
@@ -205,6 +221,11 @@ static bool page_is_zero(const uint64_t *page)
 
 void pool_give(struct pool *p, uint64_t *page)
 {
+	/* Deferred: retired, and given back for real by pool_reclaim. */
+	if (pool_deferred(p) && !p->live.reclaiming) {
+		pool_retire(p, page);
+		return;
+	}
 	uint32_t index = page_index(p, page);
 	PT_ASSERT((uint8_t *)page >= p->base && index < p->capacity);
 	PT_ASSERT(p->in_use[index / 64] & (1ull << (index % 64)));
@@ -237,6 +258,87 @@ bool pool_pa_in_use(const struct pool *p, uint64_t pa)
 		return false;
 	uint32_t index = page_index(p, page);
 	return p->in_use[index / 64] & (1ull << (index % 64));
+}
+
+/* ---- deferred reclamation ---- */
+
+int pool_defer(struct pool *p)
+{
+	if (pool_deferred(p))
+		return 0;
+	size_t ring = (size_t)p->capacity * sizeof(uint32_t);
+	ring = (ring + 7) & ~(size_t)7;
+	size_t bytes = ring + (size_t)p->capacity * sizeof(uint64_t) + bitmap_words(p->capacity) * sizeof(uint64_t);
+	void *mem = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (mem == MAP_FAILED)
+		return -ENOMEM;
+	p->live.ring = mem;
+	p->live.ring_epoch = (uint64_t *)((uint8_t *)mem + ring);
+	p->live.retired = p->live.ring_epoch + p->capacity;
+	p->live.bytes = bytes;
+	p->live.head = p->live.count = p->live.peak = 0;
+	__atomic_store_n(&p->live.epoch, 1, __ATOMIC_SEQ_CST);
+	return 0;
+}
+
+uint64_t pool_epoch(const struct pool *p)
+{
+	return __atomic_load_n(&p->live.epoch, __ATOMIC_SEQ_CST);
+}
+
+uint64_t pool_epoch_advance(struct pool *p)
+{
+	return __atomic_add_fetch(&p->live.epoch, 1, __ATOMIC_SEQ_CST);
+}
+
+/* The page stays in use and untouched: a vCPU may be walking it. The
+ * caller has unlinked it (its parent entry now holds a leaf or 0); the
+ * fence orders that store before the epoch load, so a vCPU that flushes
+ * after reading a later epoch cannot have cached a pointer to it afterwards
+ * (x86 lets a load pass an earlier store without it). */
+static void pool_retire(struct pool *p, uint64_t *page)
+{
+	struct pool_live *l = &p->live;
+	uint32_t index = page_index(p, page);
+	PT_ASSERT((uint8_t *)page >= p->base && index < p->capacity);
+	PT_ASSERT(p->in_use[index / 64] & (1ull << (index % 64)));
+	PT_ASSERT(!(l->retired[index / 64] & (1ull << (index % 64))));
+	PT_ASSERT(l->count < p->capacity); /* retired pages are in use: never more */
+	__atomic_thread_fence(__ATOMIC_SEQ_CST);
+	uint32_t slot = (l->head + l->count) % p->capacity;
+	l->ring[slot] = index;
+	l->ring_epoch[slot] = __atomic_load_n(&l->epoch, __ATOMIC_SEQ_CST);
+	l->retired[index / 64] |= 1ull << (index % 64);
+	l->count++;
+	if (l->count > l->peak)
+		l->peak = l->count;
+}
+
+uint32_t pool_reclaim(struct pool *p, uint64_t epoch)
+{
+	struct pool_live *l = &p->live;
+	uint32_t n = 0;
+	while (l->count && l->ring_epoch[l->head] < epoch) {
+		uint32_t index = l->ring[l->head];
+		l->retired[index / 64] &= ~(1ull << (index % 64));
+		l->head = (l->head + 1) % p->capacity;
+		l->count--;
+		l->reclaiming = true;
+		pool_give(p, page_at(p, index));
+		l->reclaiming = false;
+		n++;
+	}
+	l->reclaimed += n;
+	return n;
+}
+
+bool pool_pa_retired(const struct pool *p, uint64_t pa)
+{
+	uint64_t *page = pool_page(p, pa);
+	if (!page || !pool_deferred(p))
+		return false;
+	uint32_t index = page_index(p, page);
+	return p->live.retired[index / 64] & (1ull << (index % 64));
 }
 
 /* The bound. A table at level k (holding level-k entries) sits at position

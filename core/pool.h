@@ -32,6 +32,18 @@ struct pool {
 	uint32_t free_head;   /* first page given back, capacity if none */
 	uint32_t fresh;       /* pages at and above this were never taken */
 	bool mapped;          /* memory came from pool_init_mmap */
+	struct pool_live {    /* deferred reclamation (pool_defer), all zero when off */
+		uint32_t *ring;       /* indices of retired pages, oldest first */
+		uint64_t *ring_epoch; /* the epoch each was retired in (non-decreasing) */
+		uint64_t *retired;    /* one bit per page */
+		uint32_t head;        /* oldest entry of the ring */
+		uint32_t count;       /* pages retired now (counted in used) */
+		uint32_t peak;        /* most pages retired at once */
+		uint64_t epoch;       /* current epoch, from 1; atomic */
+		uint64_t reclaimed;   /* pages given back by pool_reclaim, ever */
+		size_t bytes;         /* of the one mapping behind ring/ring_epoch/retired */
+		bool reclaiming;      /* pool_give gives back for real (pool_reclaim) */
+	} live;
 };
 
 /* Bytes pool_init needs for `capacity` pages (pages, then the in-use and mark
@@ -59,7 +71,8 @@ int pool_prefault(struct pool *p);
  * pool. Costs what was used since the last init or reset, not the
  * capacity: only pages below `fresh` are visited, a taken page has only its
  * entries [lo, hi) cleared and a free one is cleared only when dirty.
- * Tables still built over the pool are gone (pt_init again). 0 or -EINVAL. */
+ * Tables still built over the pool are gone (pt_init again), and so is
+ * deferral (pool_defer again). 0 or -EINVAL. */
 int pool_reset(struct pool *p, uint32_t capacity, uint64_t pa_base);
 
 /* Unmaps what pool_init_mmap mapped. */
@@ -101,6 +114,38 @@ static inline uint64_t *pool_page_at(const struct pool *p, uint64_t pa)
 
 /* Is the pool page at physical address pa taken? */
 bool pool_pa_in_use(const struct pool *p, uint64_t pa);
+
+/* ---- Live tables: deferred reclamation (DESIGN.md "Live tables",
+ * docs/live-tables.md) ----
+ * A vCPU may still walk a table page the engine has just freed (unmap,
+ * collapse) from its paging-structure caches until it flushes. With deferral
+ * on, pool_give retires the page instead: it stays in use (counted in used
+ * and peak) and untouched, tagged with the current epoch, on a preallocated
+ * list, until pool_reclaim gives it back once every vCPU has passed a flush
+ * point in a later epoch. The runtime's rule: a vCPU that reads epoch E and
+ * then flushes holds nothing retired before E. */
+
+/* Turns deferral on (once, at init: it maps the retire list, capacity
+ * entries, so retiring never fails). 0, or -ENOMEM. */
+int pool_defer(struct pool *p);
+
+static inline bool pool_deferred(const struct pool *p) { return p->live.ring != NULL; }
+
+/* The current epoch (pages retired now carry it); 0 when deferral is off.
+ * Sequentially consistent: a vCPU's flush-point protocol relies on it. */
+uint64_t pool_epoch(const struct pool *p);
+
+/* Starts a new epoch and returns it (seq_cst). Lock-free. */
+uint64_t pool_epoch_advance(struct pool *p);
+
+/* Gives back every page retired in an epoch before `epoch`, oldest first;
+ * returns how many. O(pages given back). The caller serialises it with
+ * map/unmap (the engine's lock). */
+uint32_t pool_reclaim(struct pool *p, uint64_t epoch);
+
+/* Pages retired now, and whether the page at pa is one of them. */
+static inline uint32_t pool_retired(const struct pool *p) { return p->live.count; }
+bool pool_pa_retired(const struct pool *p, uint64_t pa);
 
 /* A range that will be mapped and unmapped whole (a fault block, say). */
 struct pt_unit {

@@ -5,8 +5,10 @@
  * how many table pages the operation takes at most, then, if the pool has
  * them, the writing pass, which therefore cannot fail half-way. On the way
  * back up, every table the walk went through is settled: freed when empty,
- * collapsed into one huge leaf when uniform. That keeps the tables canonical:
- * exactly those the current mapping needs, whatever the history.
+ * collapsed into one huge leaf when uniform (up to the first table that
+ * stays once the range is done: nothing above it can change). That keeps
+ * the tables canonical: exactly those the current mapping needs, whatever
+ * the history.
  *
  * Bookkeeping: the pool keeps, per table page, the number of present entries
  * (pool_count). Every entry write below keeps it exact: single entries
@@ -220,11 +222,30 @@ int pt_check_map(const struct pt *pt, uint64_t va, uint64_t len, uint64_t pa, ui
 	return reason ? -EINVAL : 0;
 }
 
+/* The common case of the checks above in a few instructions and one
+ * branch: a range in the lower half, options without a conflict. false
+ * means "ask the full check" (which also says why), never "invalid". */
+static inline bool range_fast_ok(const struct pt *pt, uint64_t va, uint64_t len)
+{
+	uint64_t half = 1ull << (va_bits(pt) - 1);
+	/* len - 1 < half - va: len > 0 and the range ends in the lower half */
+	return !((va | len) & (PT_PAGE_SIZE - 1)) & (va < half) & (len - 1 < half - va);
+}
+
+static inline bool map_fast_ok(const struct pt *pt, uint64_t va, uint64_t len, uint64_t pa, uint32_t opts)
+{
+	bool opts_ok = !(opts & ~PT_OPTS_ALL) & !!(opts & PT_R) & ((opts & (PT_W | PT_X)) != (PT_W | PT_X)) &
+		       ((opts & (PT_WC | PT_UC)) != (PT_WC | PT_UC));
+	bool pa_ok = !(pa & (PT_PAGE_SIZE - 1)) & (pa < (1ull << 52)) & (len <= (1ull << 52) - pa);
+	return range_fast_ok(pt, va, len) & opts_ok & pa_ok;
+}
+
 /* ---- map and unmap: one visitor ---- */
 
 struct set_walk {
 	struct pt *pt;
 	uint64_t va;     /* linear start of the operation */
+	uint64_t end;    /* linear end of the operation */
 	uint64_t pa;     /* pa of va */
 	uint32_t opts;
 	bool clear;      /* unmap */
@@ -377,24 +398,23 @@ static void install_table(struct pt *pt, uint64_t *pte, int level)
 }
 
 /* Present entries among ptes[0..n), which are entries [i, i + n) of their
- * table: from the bookkeeping alone when the run is the whole table, the
- * table is empty or full, or the run misses or covers the extent; else a
- * scan of the run. The bookkeeping matters: the run's entries are usually
- * not in the cache, and a map that only stores to them does not wait for
- * them, while a load does. */
-static unsigned run_present(const struct pool_page_info *info, const uint64_t *ptes, unsigned i, unsigned n)
+ * table, when the bookkeeping alone tells: the table is empty or full, or
+ * the run misses or covers the extent. Else *scan is set and the caller
+ * counts them as it writes them. The bookkeeping matters: the run's entries
+ * are usually not in the cache, and a map that only stores to them does not
+ * wait for them, while a load does. */
+static unsigned run_present(const struct pool_page_info *info, unsigned i, unsigned n, bool *scan)
 {
 	unsigned count = info->count;
+	*scan = false;
 	if (count == 0 || n == PT_ENTRIES || i + n <= info->lo || i >= info->hi)
 		return n == PT_ENTRIES ? count : 0;
 	if (count == PT_ENTRIES)
 		return n;
 	if (i <= info->lo && i + n >= info->hi)
 		return count;
-	unsigned present = 0;
-	for (unsigned k = 0; k < n; k++)
-		present += (unsigned)(ptes[k] & PTE_P);
-	return present;
+	*scan = true;
+	return 0;
 }
 
 VISITOR int set_leaf_run(void *priv, uint64_t *ptes, unsigned n, uint64_t addr)
@@ -402,16 +422,29 @@ VISITOR int set_leaf_run(void *priv, uint64_t *ptes, unsigned n, uint64_t addr)
 	struct set_walk *w = priv;
 	struct pool_page_info *info = pool_info(w->pt->pool, ptes);
 	unsigned i = entry_index(ptes);
-	unsigned before = run_present(info, ptes, i, n);
+	bool scan;
+	unsigned before = run_present(info, i, n, &scan);
 	if (w->clear) {
-		if (before == 0) /* all holes, so all zero already */
-			return 0;
-		memset(ptes, 0, n * sizeof(*ptes));
+		/* One loop that loads and clears (a run known to be all holes
+		 * is all zero already, and is left alone). */
+		if (scan) {
+			for (unsigned k = 0; k < n; k++) {
+				before += (unsigned)(ptes[k] & PTE_P);
+				ptes[k] = 0;
+			}
+		} else if (before) {
+			for (unsigned k = 0; k < n; k++)
+				ptes[k] = 0;
+		}
 		info->count = (uint16_t)(info->count - before);
 		extent_clear(info, i, i + n);
 		return 0;
 	}
 	uint64_t pte = make_leaf(w->pa + (addr - w->va), PT_LEVEL_4K, w->opts);
+	if (scan) {
+		for (unsigned k = 0; k < n; k++)
+			before += (unsigned)(ptes[k] & PTE_P);
+	}
 	for (unsigned k = 0; k < n; k++, pte += PT_PAGE_SIZE)
 		ptes[k] = pte;
 	info->count = (uint16_t)(info->count + n - before);
@@ -451,16 +484,23 @@ static bool table_is_uniform(const uint64_t *table, int level)
 	return true;
 }
 
+/* settle_entry's "nothing left to settle" (a stop, > 0, per the walker's
+ * return rule; the writing pass has nothing else to do by then). */
+#define SETTLE_DONE 1
+
 /* Leaving the child table of *pte: free it when empty, collapse it into a
  * leaf when full, uniform and a leaf may sit at this level. O(1) from the
- * count unless the table is full. */
+ * count unless the table is full. When the table stays and the walk has
+ * reached the end of its range, it stops: every table above still holds an
+ * entry that is a table (the path to this one), so none of them can be
+ * empty or uniform, and settling them would change nothing. A small map or
+ * unmap thus settles one table, not one per level. */
 VISITOR int settle_entry(void *priv, uint64_t *pte, int level, uint64_t addr)
 {
 	struct set_walk *w = priv;
 	struct pt *pt = w->pt;
 	uint64_t *table = pool_page_at(pt->pool, *pte & PTE_ADDR_MASK);
 	unsigned count = *pool_count(pt->pool, table);
-	(void)addr;
 	if (count == 0) {
 		entry_set(pt->pool, pte, 0);
 		pool_give(pt->pool, table);
@@ -468,6 +508,8 @@ VISITOR int settle_entry(void *priv, uint64_t *pte, int level, uint64_t addr)
 		uint64_t first = table[0];
 		entry_set(pt->pool, pte, make_leaf(pte_addr(first, level - 1), level, pte_leaf_opts(first, level - 1)));
 		pool_give(pt->pool, table);
+	} else if (addr + pt_level_size(level) >= w->end) {
+		return SETTLE_DONE;
 	}
 	return 0;
 }
@@ -543,7 +585,8 @@ int pt_map_cost(const struct pt *pt, uint64_t va, uint64_t len, uint64_t pa, uin
 {
 	if (pt_check_map(pt, va, len, pa, opts, NULL))
 		return -EINVAL;
-	struct set_walk w = { .pt = (struct pt *)pt, .va = pt_linear(pt, va), .pa = pa, .opts = opts };
+	uint64_t lin = pt_linear(pt, va);
+	struct set_walk w = { .pt = (struct pt *)pt, .va = lin, .end = lin + len, .pa = pa, .opts = opts };
 	*pages = set_cost(&w, len);
 	return 0;
 }
@@ -552,24 +595,29 @@ int pt_unmap_cost(const struct pt *pt, uint64_t va, uint64_t len, uint32_t *page
 {
 	if (pt_check_range(pt, va, len, NULL))
 		return -EINVAL;
-	struct set_walk w = { .pt = (struct pt *)pt, .va = pt_linear(pt, va), .clear = true };
+	uint64_t lin = pt_linear(pt, va);
+	struct set_walk w = { .pt = (struct pt *)pt, .va = lin, .end = lin + len, .clear = true };
 	*pages = set_cost(&w, len);
 	return 0;
 }
 
 int pt_map(struct pt *pt, uint64_t va, uint64_t len, uint64_t pa, uint32_t opts)
 {
-	if (pt_check_map(pt, va, len, pa, opts, NULL))
+	if (!map_fast_ok(pt, va, len, pa, opts) && pt_check_map(pt, va, len, pa, opts, NULL))
 		return -EINVAL;
-	struct set_walk w = { .pt = pt, .va = pt_linear(pt, va), .pa = pa, .opts = opts };
+	PT_ASSERT(!pt_check_map(pt, va, len, pa, opts, NULL));
+	uint64_t lin = pt_linear(pt, va);
+	struct set_walk w = { .pt = pt, .va = lin, .end = lin + len, .pa = pa, .opts = opts };
 	return set_range(&w, len);
 }
 
 int pt_unmap(struct pt *pt, uint64_t va, uint64_t len)
 {
-	if (pt_check_range(pt, va, len, NULL))
+	if (!range_fast_ok(pt, va, len) && pt_check_range(pt, va, len, NULL))
 		return -EINVAL;
-	struct set_walk w = { .pt = pt, .va = pt_linear(pt, va), .clear = true };
+	PT_ASSERT(!pt_check_range(pt, va, len, NULL));
+	uint64_t lin = pt_linear(pt, va);
+	struct set_walk w = { .pt = pt, .va = lin, .end = lin + len, .clear = true };
 	return set_range(&w, len);
 }
 
@@ -671,8 +719,8 @@ void pt_destroy(struct pt *pt)
 	if (!pt->root)
 		return;
 	/* Unmapping whole top-level entries never splits, so it cannot fail. */
-	struct set_walk w = { .pt = pt, .clear = true };
-	walk(pt, 0, 1ull << va_bits(pt), &clear_ops, &w, true);
+	struct set_walk w = { .pt = pt, .end = 1ull << va_bits(pt), .clear = true };
+	walk(pt, 0, w.end, &clear_ops, &w, true);
 	pool_give(pt->pool, pt->root);
 	pt->root = NULL;
 }

@@ -15,11 +15,11 @@
  *    first;
  *  - kind: a mapping the host cannot write (perms[1] != 'w': ---p guard
  *    pages, --xp / r-xp code, r--s) is never REGION_NORMAL, so never
- *    writable in the guest; [vsyscall] and everything from 2^47 up is
- *    EXCLUDED;
+ *    writable in the guest; [vsyscall] and everything from 2^47 - 4 KiB
+ *    up is EXCLUDED;
  *  - physmap_build over the parsed regions (as kvmrt does): -EINVAL exactly
  *    when two of them overlap; otherwise every host region that is not
- *    excluded is covered, clipped to [4K, 2^47), by physical regions of its
+ *    excluded is covered, clipped to [4K, 2^47 - 4K), by physical regions of its
  *    own kind, no excluded one by any physical region (so no guest-writable
  *    physical region overlaps a host mapping without 'w'), and
  *    physmap_host_region finds each host region.
@@ -39,7 +39,9 @@
 #include "physmap.h"
 
 #define PAGE      0x1000ull
-#define VA_LIMIT  (1ull << 47)
+/* Where the guest's address space ends: Linux's TASK_SIZE, gVisor's
+ * MaximumUserAddress (KVM refuses a slot that reaches the last page). */
+#define VA_LIMIT  ((1ull << 47) - PAGE)
 #define MAX_LINES 4096  /* inputs with more lines are cut (the work stays small) */
 
 /* ---- the reference reader ---- */

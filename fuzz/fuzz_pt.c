@@ -20,8 +20,18 @@
  *  - pt_lookup and pt_is_empty at probes near the touched range equal the
  *    shadow's prediction (leaf base, size, PA and options).
  * At the end: the same walk over the whole address space with a structural
- * check (every table referenced once, in use, non-empty), check_tables,
- * check_rebuild, and pt_destroy giving every page back.
+ * check (every table referenced once, in use, non-empty, its pool count
+ * right), check_tables, check_rebuild, and pt_destroy giving every page back.
+ * (check_range after every op also checks the count of each table it walks.)
+ *
+ * Live tables (header flag bit 7): the pool retires freed table pages
+ * (pool_defer) and three simulated vCPUs walk addresses and pass flush
+ * points between the operations (core/tlb.c). The harness plays the
+ * runtime: an unmap, or a map over a range that had translations, is
+ * followed by a shootdown (every vCPU flushes, then reclaim). After every
+ * operation no vCPU may reach a freed or reused table page nor use a
+ * translation the tables no longer allow; accounting counts live tables
+ * (used minus retired).
  *
  * Debugging: build/replay/fuzz_pt --trace FILE prints the text trace an input
  * decodes to; build/kvmpt-trace runs that trace with full checking. On a
@@ -40,6 +50,7 @@
 #include "pool.h"
 #include "pt.h"
 #include "shadow.h"
+#include "tlb.h"
 
 #define PAGE        0x1000ull
 #define SZ_2M       0x200000ull
@@ -54,6 +65,7 @@
 #define DEFAULT_POOL 128
 #define BIG_POOL    4096
 #define THOROUGH_TABLES 8 /* check_rebuild, pt_count_tables, pt_destroy up to this many tables */
+#define LIVE_VCPUS  3
 /* Work cap: leaves one map may write (the canonical form's leaves of its
  * range, counted before it runs) and all maps of an input together: about
  * 1 ms here with every check. A map over OP_CAP, or past WORK_CAP, is cut
@@ -84,13 +96,18 @@ enum {
 	OP_UNMAP_FILL, /* unmap the whole 4K/2M/1G/512G unit around the previous va */
 	OP_REMAP,      /* map the previous range again with new PA and options */
 	OP_CHECK,
-	OP_COUNT
+	OP_COUNT,
+	/* live tables only (header flag bit 7): op = u8 % OP_COUNT_LIVE */
+	OP_VCPU_WALK = OP_COUNT,
+	OP_VCPU_FLUSH,
+	OP_COUNT_LIVE
 };
 
 struct op {
 	int kind;
 	uint64_t va, len, pa;
 	uint32_t opts;
+	unsigned vcpu;  /* vcpu walk / flush */
 };
 
 /* What operands may refer to: the previous operation. */
@@ -98,10 +115,12 @@ struct dstate {
 	uint64_t va, len;
 	uint64_t delta; /* pa - va of the last map */
 	uint32_t opts;  /* of the last map */
+	bool live;      /* header flag: the vCPU ops exist */
 };
 
 struct header {
 	bool huge_1g;
+	bool live;
 	uint32_t cap;
 	uint64_t pa_base;
 };
@@ -125,6 +144,7 @@ static void dec_header(struct fuzz_in *in, struct header *h)
 	uint8_t flags = fuzz_u8(in), pool = fuzz_u8(in);
 	h->huge_1g = !(flags & 1);
 	h->pa_base = POOL_PA[(flags >> 1) & 3];
+	h->live = flags & 0x80; /* bit 7: no older input has it (crashes/fuzz_pt has bit 3 set) */
 	/* 0x00-0x7f: the default; 0x80-0xef: 1..112 pages (ENOMEM); 0xf0-: big. */
 	h->cap = pool < 0x80 ? DEFAULT_POOL : pool < 0xf0 ? (uint32_t)pool - 0x7f : BIG_POOL;
 }
@@ -201,8 +221,15 @@ static void dec_op(struct fuzz_in *in, struct dstate *ds, struct op *op)
 {
 	uint8_t b;
 	memset(op, 0, sizeof(*op));
-	op->kind = fuzz_u8(in) % OP_COUNT;
+	op->kind = fuzz_u8(in) % (ds->live ? OP_COUNT_LIVE : OP_COUNT);
 	switch (op->kind) {
+	case OP_VCPU_WALK: /* near the previous operation; leaves it the previous one */
+		op->vcpu = fuzz_u8(in) % LIVE_VCPUS;
+		op->va = dec_addr(in, ds);
+		return;
+	case OP_VCPU_FLUSH:
+		op->vcpu = fuzz_u8(in) % LIVE_VCPUS;
+		return;
 	case OP_MAP:
 		op->va = dec_addr(in, ds);
 		op->len = dec_len(in, ds, op->va);
@@ -292,6 +319,8 @@ static const char *fmt_opts(uint32_t o, char buf[48])
 static void print_header(FILE *f, const struct header *h)
 {
 	fprintf(f, "# fuzz_pt input\npool %u%s\n", h->cap, h->huge_1g ? "" : " 1g=off");
+	if (h->live)
+		fprintf(f, "vcpus %d\n", LIVE_VCPUS);
 }
 
 static void print_op(FILE *f, const struct op *op)
@@ -306,6 +335,10 @@ static void print_op(FILE *f, const struct op *op)
 		fprintf(f, "lookup 0x%llx\n", va);
 	else if (op->kind == OP_EMPTY)
 		fprintf(f, "empty 0x%llx 0x%llx\n", va, len);
+	else if (op->kind == OP_VCPU_WALK)
+		fprintf(f, "vcpu %u walk 0x%llx\n", op->vcpu, va);
+	else if (op->kind == OP_VCPU_FLUSH)
+		fprintf(f, "vcpu %u flush\n", op->vcpu);
 	else
 		fprintf(f, "check\n");
 }
@@ -327,6 +360,8 @@ struct fz {
 	struct pool scratch; /* check_rebuild_in's tables */
 	struct shadow sh;
 	uint64_t *mark;      /* our own table-reference bitmap */
+	struct tlb tlb;      /* live tables */
+	uint64_t flushed[LIVE_VCPUS];
 	char buf[512];
 };
 
@@ -362,6 +397,7 @@ static void fz_fail(struct fz *f, const char *fmt, ...)
 	struct op op;
 	fprintf(stderr, "---- fuzz_pt trace up to the failure ----\n");
 	dec_header(&in, &h);
+	ds.live = h.live;
 	print_header(stderr, &h);
 	for (unsigned i = 0; i < f->nop && in.left; i++) {
 		dec_op(&in, &ds, &op);
@@ -731,18 +767,18 @@ static void check_structure(struct fz *f)
 	uint64_t pop = 0;
 	for (size_t k = 0; k < words; k++)
 		pop += (uint64_t)__builtin_popcountll(p->in_use[k]);
-	if (refs + 1 != p->used || pop != p->used)
-		fz_fail(f, "accounting: pool used %u, tables referenced %llu + root, in-use bits %llu", p->used,
-			(unsigned long long)refs, (unsigned long long)pop);
+	if (refs + 1 + pool_retired(p) != p->used || pop != p->used)
+		fz_fail(f, "accounting: pool used %u, tables referenced %llu + root + retired %u, in-use bits %llu",
+			p->used, (unsigned long long)refs, pool_retired(p), (unsigned long long)pop);
 }
 
 static void check_counts(struct fz *f)
 {
 	struct pool *p = &f->pool;
 	uint64_t want = canonical_tables(f);
-	if (p->used != want)
-		fz_fail(f, "accounting: pool used %u, the canonical form of the shadow needs %llu tables", p->used,
-			(unsigned long long)want);
+	if (p->used - pool_retired(p) != want)
+		fz_fail(f, "accounting: pool used %u (%u retired), the canonical form of the shadow needs %llu tables",
+			p->used, pool_retired(p), (unsigned long long)want);
 	if (p->used > p->capacity)
 		fz_fail(f, "accounting: used %u above capacity %u", p->used, p->capacity);
 	size_t words = ((size_t)p->capacity + 63) / 64;
@@ -848,21 +884,60 @@ static void check_full(struct fz *f, bool rebuild)
 	 * code leaf by leaf; up to THOROUGH_TABLES tables (with the work cap,
 	 * most trees), our own canonical count and per-leaf size prediction
 	 * cover them on bigger ones. */
-	if (rebuild && (f->pool.used > 1 || f->sh.count) && f->pool.used <= THOROUGH_TABLES) {
+	uint32_t live = f->pool.used - pool_retired(&f->pool);
+	if (rebuild && (live > 1 || f->sh.count) && live <= THOROUGH_TABLES) {
 		bad = check_rebuild_in(&f->pt, &f->sh, &f->scratch, f->buf, sizeof(f->buf));
 		if (bad)
 			fz_fail(f, "check_rebuild: %s", bad);
 	}
-	if (f->pool.used > 1 && f->pool.used <= THOROUGH_TABLES) {
+	if (live > 1 && live <= THOROUGH_TABLES) {
 		uint64_t tables[PT_MAX_LEVELS];
 		pt_count_tables(&f->pt, tables);
 		uint64_t sum = 0;
 		for (int i = 0; i < PT_MAX_LEVELS; i++)
 			sum += tables[i];
-		if (sum != f->pool.used || tables[3] != 1)
-			fz_fail(f, "accounting: pt_count_tables says %llu (root level %llu), pool used %u",
-				(unsigned long long)sum, (unsigned long long)tables[3], f->pool.used);
+		if (sum != live || tables[3] != 1)
+			fz_fail(f, "accounting: pt_count_tables says %llu (root level %llu), live tables %u",
+				(unsigned long long)sum, (unsigned long long)tables[3], live);
 	}
+}
+
+/* ---- live tables ---- */
+
+/* vCPU v passes a flush point; then what every vCPU flushed past goes back. */
+static void live_flush(struct fz *f, unsigned v)
+{
+	tlb_flush(&f->tlb, v);
+	f->flushed[v] = pool_epoch_advance(&f->pool);
+	uint64_t safe = f->flushed[0];
+	for (unsigned i = 1; i < LIVE_VCPUS; i++)
+		if (f->flushed[i] < safe)
+			safe = f->flushed[i];
+	pool_reclaim(&f->pool, safe);
+}
+
+static void live_shootdown(struct fz *f)
+{
+	for (unsigned v = 0; v < LIVE_VCPUS; v++)
+		live_flush(f, v);
+}
+
+static void run_walk(struct fz *f, const struct op *op)
+{
+	struct tlb_tr tr;
+	enum tlb_source src;
+	struct pt_leaf leaf;
+	int rc = tlb_walk(&f->tlb, op->vcpu, op->va, &tr, &src, f->buf, sizeof(f->buf));
+	if (rc == -EFAULT)
+		fz_fail(f, "vcpu %u walk 0x%llx: %s", op->vcpu, (unsigned long long)op->va, f->buf);
+	if (rc == -EINVAL)
+		return;
+	int lr = pt_lookup(&f->pt, op->va, &leaf);
+	uint64_t page = op->va & ~(PAGE - 1);
+	uint64_t pa = lr ? 0 : leaf.pa + (page - leaf.va);
+	if ((rc == 0) != (lr == 0) || (rc == 0 && (tr.pa != pa || tr.opts != leaf.opts)))
+		fz_fail(f, "vcpu %u walk 0x%llx gives %d pa 0x%llx, pt_lookup %d pa 0x%llx", op->vcpu,
+			(unsigned long long)op->va, rc, (unsigned long long)tr.pa, lr, (unsigned long long)pa);
 }
 
 /* ---- one operation ---- */
@@ -925,6 +1000,9 @@ static void run_set(struct fz *f, const struct op *op)
 			  : pt_unmap_cost(&f->pt, op->va, op->len, &cost);
 	if (rc_cost != want)
 		fz_fail(f, "%s_cost returned %d, want %d", map ? "map" : "unmap", rc_cost, want);
+	bool was_empty = true;
+	if (f->h.live && want == 0)
+		pt_is_empty(&f->pt, op->va, op->len, &was_empty);
 	int rc = map ? pt_map(&f->pt, op->va, op->len, op->pa, op->opts) : pt_unmap(&f->pt, op->va, op->len);
 	if (rc == -ENOMEM) {
 		if (want)
@@ -967,6 +1045,9 @@ static void run_set(struct fz *f, const struct op *op)
 	check_counts(f);
 	if (want == 0)
 		check_around(f, lin(op->va), lin(op->va) + op->len);
+	/* The runtime's rule: what may have lost a translation is shot down. */
+	if (f->h.live && rc == 0 && (!map || !was_empty))
+		live_shootdown(f);
 }
 
 static void run_lookup(struct fz *f, const struct op *op)
@@ -1032,6 +1113,7 @@ int fuzz_one(const uint8_t *data, size_t size, FILE *trace)
 	f->checked = 0;
 	memset(&f->pt, 0, sizeof(f->pt));
 	memset(f->cut, 0, sizeof(f->cut));
+	memset(f->flushed, 0, sizeof(f->flushed)); /* epochs restart with pool_defer */
 	struct fuzz_in in = { data, size };
 	dec_header(&in, &f->h);
 	if (trace)
@@ -1042,9 +1124,11 @@ int fuzz_one(const uint8_t *data, size_t size, FILE *trace)
 	int rc = pt_init(&f->pt, &f->pool, 4, f->h.huge_1g);
 	if (rc)
 		fz_fail(f, "pt_init returned %d", rc);
+	if (f->h.live && (pool_defer(&f->pool) || tlb_init(&f->tlb, &f->pt, LIVE_VCPUS)))
+		abort();
 	check_counts(f);
 
-	struct dstate ds = { 0 };
+	struct dstate ds = { .live = f->h.live };
 	struct op op;
 	while (in.left && f->nop < MAX_OPS) {
 		dec_op(&in, &ds, &op);
@@ -1072,18 +1156,27 @@ int fuzz_one(const uint8_t *data, size_t size, FILE *trace)
 				check_structure(f);
 			}
 			break;
+		case OP_VCPU_WALK:
+			run_walk(f, &op);
+			break;
+		case OP_VCPU_FLUSH:
+			live_flush(f, op.vcpu);
+			break;
 		default:
 			run_set(f, &op);
 			break;
 		}
+		if (f->h.live && tlb_check(&f->tlb, f->buf, sizeof(f->buf)))
+			fz_fail(f, "%s", f->buf);
 	}
 	if (trace)
 		fprintf(trace, "check\n");
 	check_full(f, true);
 	/* pt_destroy gives every page back (checked) on trees small enough to
 	 * be cheap; the next input's pool_reset clears what is left. */
-	if (f->pool.used <= THOROUGH_TABLES) {
+	if (f->pool.used - pool_retired(&f->pool) <= THOROUGH_TABLES) {
 		pt_destroy(&f->pt);
+		pool_reclaim(&f->pool, UINT64_MAX); /* live: nothing runs any more */
 		if (f->pool.used)
 			fz_fail(f, "accounting: pt_destroy left %u pages in use", f->pool.used);
 	}
@@ -1289,6 +1382,18 @@ int fuzz_encode(const char *text, struct fuzz_out *out, char *err, size_t errlen
 		} else if (!strcmp(w[0], "check") && nw == 1) {
 			op.kind = OP_CHECK;
 			bad = fuzz_put_u8(out, OP_CHECK);
+		} else if (!strcmp(w[0], "vcpus") && nw == 2) {
+			out->p[0] |= 0x80; /* live tables (always LIVE_VCPUS vCPUs) */
+			ds.live = true;
+			continue;
+		} else if (!strcmp(w[0], "vcpu") && nw == 3 && !strcmp(w[2], "flush")) {
+			op.kind = OP_VCPU_FLUSH;
+			bad = fuzz_put_u8(out, OP_VCPU_FLUSH) || fuzz_put_u8(out, (uint8_t)(a[0] % LIVE_VCPUS));
+		} else if (!strcmp(w[0], "vcpu") && nw == 4 && !strcmp(w[2], "walk")) {
+			op.kind = OP_VCPU_WALK;
+			op.va = strtoull(w[3], NULL, 0);
+			bad = fuzz_put_u8(out, OP_VCPU_WALK) || fuzz_put_u8(out, (uint8_t)(a[0] % LIVE_VCPUS)) ||
+			      enc_addr(out, &ds, op.va);
 		} else {
 			snprintf(err, errlen, "line %u: fuzz_pt cannot encode '%s'", lineno, w[0]);
 			return -1;
@@ -1299,7 +1404,7 @@ int fuzz_encode(const char *text, struct fuzz_out *out, char *err, size_t errlen
 			snprintf(err, errlen, "line %u: more than %d operations", lineno, MAX_OPS);
 			return -1;
 		}
-		if (op.kind != OP_CHECK) {
+		if (op.kind != OP_CHECK && op.kind != OP_VCPU_WALK && op.kind != OP_VCPU_FLUSH) {
 			ds.va = op.va;
 			ds.len = op.len;
 		}

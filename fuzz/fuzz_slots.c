@@ -19,7 +19,13 @@
  *    callback is told to fail or the slot table is full, and afterwards the
  *    block's entries (present with the region's options, or absent when the
  *    slot failed); the pool sized by the bound never runs out and never
- *    holds more than the bound; check_slots after every change.
+ *    holds more than the bound; check_slots after every change;
+ *  - live tables (header flag 0x10): the pool retires freed table pages
+ *    (pool_defer), three simulated vCPUs walk addresses and pass flush
+ *    points between the operations (core/tlb.c), and after every operation
+ *    no vCPU may still reach a table page the pool freed or reused, nor use
+ *    a translation the tables no longer allow; the pool still never holds
+ *    more than the bound, retired pages included (add-only use).
  *
  * Debugging: build/replay/fuzz_slots --trace FILE prints the text trace
  * (region, layout, fault lines; what the trace format cannot say is a
@@ -42,6 +48,7 @@
 #include "pool.h"
 #include "pt.h"
 #include "slots.h"
+#include "tlb.h"
 
 #define PAGE      0x1000ull
 #define SZ_2M     0x200000ull
@@ -61,15 +68,18 @@
 #define BHASH     4096     /* model blocks by PA: open addressing, power of two */
 #define CUT_SKIP  (~0ull)
 #define KVM_MAX_SLOTS 32764
+#define LIVE_VCPUS 3
 
 /* ---- decoding ---- */
 
 enum { OP_FAULT_IN, OP_FAULT_VA, OP_FAULT_NEAR, OP_MAPPHYS, OP_INJECT, OP_CHECK, OP_MAPALL, OP_COUNT };
+/* Live mode only (header flag 0x10): op = u8 % OP_COUNT_LIVE. */
+enum { OP_VCPU_WALK = OP_COUNT, OP_VCPU_FLUSH, OP_COUNT_LIVE };
 
 enum { INJ_NONE, INJ_EINVAL, INJ_ENOMEM, INJ_EEXIST, INJ_COUNT };
 
 struct header {
-	bool legacy, user, exec, huge_1g;
+	bool legacy, user, exec, huge_1g, live;
 	uint64_t scaled;  /* legacy cut at this VA by the work cap, 0 if not */
 	struct physmap_config cfg;
 	uint32_t capacity;
@@ -81,6 +91,8 @@ struct op {
 	int kind;
 	uint64_t va, pa, len;
 	int inject;
+	unsigned vcpu;     /* vcpu walk / flush */
+	bool raw;          /* vcpu walk: va is the address; else pa = block index, va = page */
 };
 
 static const uint64_t UNITS[4] = { PAGE, SZ_2M, SZ_1G, SZ_512G };
@@ -106,6 +118,7 @@ static void dec_header(struct fuzz_in *in, struct header *h)
 	h->user = flags & 2;
 	h->exec = flags & 4;
 	h->huge_1g = !(flags & 8);
+	h->live = flags & 0x10;
 	/* (Full-space legacy without 1 GiB leaves is 64M entries at init, the
 	 * 4 TiB window 2M: a quarter second each, reported as hangs under
 	 * load. Those two need 1 GiB leaves.) */
@@ -158,8 +171,23 @@ static void dec_header(struct fuzz_in *in, struct header *h)
 static void dec_op(struct fuzz_in *in, const struct header *h, uint64_t *last_va, struct op *op)
 {
 	memset(op, 0, sizeof(*op));
-	op->kind = fuzz_u8(in) % OP_COUNT;
+	op->kind = fuzz_u8(in) % (h->live ? OP_COUNT_LIVE : OP_COUNT);
 	switch (op->kind) {
+	case OP_VCPU_WALK: { /* a page of a block the model has (resolved at run time), or raw */
+		uint8_t s = fuzz_u8(in);
+		op->vcpu = (s & 0x7f) % LIVE_VCPUS;
+		op->raw = s & 0x80;
+		if (op->raw) {
+			op->va = fuzz_u64(in);
+		} else {
+			op->pa = fuzz_u16(in);
+			op->va = fuzz_u16(in);
+		}
+		break;
+	}
+	case OP_VCPU_FLUSH:
+		op->vcpu = fuzz_u8(in) % LIVE_VCPUS;
+		break;
 	case OP_FAULT_IN: { /* inside a host region, near its start or end */
 		uint8_t s = fuzz_u8(in);
 		const struct region *r = h->n ? &h->host[s % h->n] : NULL;
@@ -229,11 +257,21 @@ static void print_header(FILE *f, const struct header *h)
 		fprintf(f, " physbits=%u", h->cfg.pa_bits);
 	fprintf(f, " slots=%u%s%s%s\n", h->capacity, h->legacy ? " legacy" : "", h->user ? " user" : "",
 		h->exec ? " exec" : "");
+	if (h->live)
+		fprintf(f, "vcpus %d\n", LIVE_VCPUS);
 }
 
-static void print_op(FILE *f, const struct op *op, const struct physmap *pm)
+/* resolved: the address a vcpu walk resolved to; for mapall, nonzero when
+ * the harness skipped it (so that the trace does what the input did). */
+static void print_op(FILE *f, const struct op *op, const struct physmap *pm, uint64_t resolved)
 {
 	switch (op->kind) {
+	case OP_VCPU_WALK:
+		fprintf(f, "vcpu %u walk 0x%llx\n", op->vcpu, (unsigned long long)resolved);
+		break;
+	case OP_VCPU_FLUSH:
+		fprintf(f, "vcpu %u flush\n", op->vcpu);
+		break;
 	case OP_FAULT_IN:
 	case OP_FAULT_VA:
 	case OP_FAULT_NEAR:
@@ -253,14 +291,14 @@ static void print_op(FILE *f, const struct op *op, const struct physmap *pm)
 		fprintf(f, "check\n");
 		break;
 	case OP_MAPALL:
-		fprintf(f, "mapall\n");
+		fprintf(f, resolved ? "# mapall skipped: more than 512 blocks (bounded work)\n" : "mapall\n");
 		break;
 	}
 }
 
 /* ---- state ---- */
 struct fz;
-static void print_cut_op(FILE *out, const struct fz *f, const struct op *op, uint64_t cut);
+static void print_cut_op(FILE *out, const struct fz *f, const struct op *op, uint64_t cut, uint64_t resolved);
 
 struct kslot {  /* what "KVM" holds */
 	uint64_t pa, len, va;
@@ -305,6 +343,10 @@ struct fz {
 	/* model */
 	struct mblock *blocks;
 	size_t nblocks, cap_blocks;
+	/* live tables */
+	struct tlb tlb;
+	uint64_t flushed[LIVE_VCPUS];   /* epoch each vCPU read at its last flush point */
+	uint64_t resolved[MAX_OPS];     /* per op, for the trace: see print_op */
 	uint32_t nslots;          /* model blocks that are slots (not mmio) */
 	int32_t *bhash;           /* PA -> index + 1 into blocks, BHASH entries */
 	uint32_t *kvm_used;       /* ids of the recorder's slots, kvm_count of them */
@@ -332,7 +374,7 @@ static void fz_fail(struct fz *f, const char *fmt, ...)
 	print_header(stderr, &f->h); /* as run: the block size may have grown */
 	for (unsigned i = 0; i < f->nop && in.left; i++) {
 		dec_op(&in, &h, &last, &op);
-		print_cut_op(stderr, f, &op, f->cut[i]);
+		print_cut_op(stderr, f, &op, f->cut[i], f->resolved[i]);
 	}
 	fprintf(stderr, "---- end of trace ----\nfuzz_slots: FAIL after operation %u: %s\n", f->nop, msg);
 	fflush(stderr);
@@ -340,12 +382,12 @@ static void fz_fail(struct fz *f, const char *fmt, ...)
 }
 
 /* An operation as the input ran it (the work cap's cuts said). */
-static void print_cut_op(FILE *out, const struct fz *f, const struct op *op, uint64_t cut)
+static void print_cut_op(FILE *out, const struct fz *f, const struct op *op, uint64_t cut, uint64_t resolved)
 {
 	const struct physmap *pm = f->have_pm ? &f->pm : NULL;
 	if (cut == CUT_SKIP) {
 		fprintf(out, "# work cap (%d entries): skipped: ", WORK_CAP);
-		print_op(out, op, pm);
+		print_op(out, op, pm, resolved);
 		return;
 	}
 	struct op o = *op;
@@ -354,7 +396,7 @@ static void print_cut_op(FILE *out, const struct fz *f, const struct op *op, uin
 			(unsigned long long)cut);
 		o.len = cut;
 	}
-	print_op(out, &o, pm);
+	print_op(out, &o, pm, resolved);
 }
 
 #if defined(__clang__) && !defined(FUZZ_ORACLE_COV)
@@ -1093,6 +1135,58 @@ static void run_mapall_region(struct fz *f, const struct phys_region *r)
 #pragma clang attribute pop
 #endif
 
+/* ---- live tables: the vCPU model ---- */
+
+static void live_check(struct fz *f, const char *after)
+{
+	if (!f->h.live)
+		return;
+	const char *bad = tlb_check(&f->tlb, f->buf, sizeof(f->buf));
+	if (bad)
+		fz_fail(f, "after %s: %s", after, bad);
+}
+
+static uint64_t live_walk_va(const struct fz *f, const struct op *op)
+{
+	if (op->raw)
+		return op->va;
+	if (!f->nblocks)
+		return op->va * PAGE;
+	const struct mblock *m = &f->blocks[op->pa % f->nblocks];
+	return m->va + ((op->va * PAGE) % m->len & ~(PAGE - 1));
+}
+
+/* A vCPU's access: through its caches or a walk; it must agree with the
+ * engine's own lookup, and may never go through a freed or reused page. */
+static void run_walk(struct fz *f, unsigned v, uint64_t va)
+{
+	struct tlb_tr tr;
+	enum tlb_source src;
+	struct pt_leaf leaf;
+	int rc = tlb_walk(&f->tlb, v, va, &tr, &src, f->buf, sizeof(f->buf));
+	if (rc == -EFAULT)
+		fz_fail(f, "vcpu %u walk 0x%llx: %s", v, (unsigned long long)va, f->buf);
+	if (rc == -EINVAL)
+		return;
+	int lr = pt_lookup(&f->pt, va, &leaf);
+	uint64_t pa = lr ? 0 : leaf.pa + ((va & ~(PAGE - 1)) - leaf.va);
+	if ((rc == 0) != (lr == 0) || (rc == 0 && (tr.pa != pa || tr.opts != leaf.opts)))
+		fz_fail(f, "vcpu %u walk 0x%llx gives %d pa 0x%llx, pt_lookup %d pa 0x%llx", v, (unsigned long long)va, rc,
+			(unsigned long long)tr.pa, lr, (unsigned long long)pa);
+}
+
+/* A flush point, then whatever every vCPU has flushed past goes back. */
+static void run_flush(struct fz *f, unsigned v)
+{
+	tlb_flush(&f->tlb, v);
+	f->flushed[v] = pool_epoch_advance(&f->pool);
+	uint64_t safe = f->flushed[0];
+	for (unsigned i = 1; i < LIVE_VCPUS; i++)
+		if (f->flushed[i] < safe)
+			safe = f->flushed[i];
+	pool_reclaim(&f->pool, safe);
+}
+
 /* ---- the hooks ---- */
 
 /* Memory reused by every input (each starts from an empty model; only the
@@ -1165,6 +1259,7 @@ static void teardown(struct fz *f)
 	 * input's pool_reset clears what is left. */
 	if (f->have_pt && f->pool.used <= CHECK_BUDGET) {
 		pt_destroy(&f->pt);
+		pool_reclaim(&f->pool, UINT64_MAX); /* live: nothing runs any more */
 		if (f->pool.used)
 			fz_fail(f, "accounting: pt_destroy left %u pages in use", f->pool.used);
 	}
@@ -1267,10 +1362,14 @@ int fuzz_one(const uint8_t *data, size_t size, FILE *trace)
 		goto out;
 	if (pool_reset(&f->pool, (uint32_t)f->bound, 0x1000))
 		fz_fail(f, "pool_reset(%llu) failed", (unsigned long long)f->bound);
+	if (f->h.live && pool_defer(&f->pool))
+		fz_fail(f, "pool_defer failed");
 	rc = pt_init(&f->pt, &f->pool, 4, f->h.huge_1g);
 	if (rc)
 		fz_fail(f, "pt_init in a pool of the bound (%llu) returned %d", (unsigned long long)f->bound, rc);
 	f->have_pt = true;
+	if (f->h.live && tlb_init(&f->tlb, &f->pt, LIVE_VCPUS))
+		fz_fail(f, "tlb_init failed");
 	unsigned flags = (f->h.legacy ? SLOTS_LEGACY : 0) | (f->h.user ? SLOTS_USER : 0) | (f->h.exec ? SLOTS_EXEC : 0);
 	rc = slots_init(&f->slots, &f->pt, &f->pm, f->h.capacity, flags, recorder, f);
 	if (rc)
@@ -1297,13 +1396,23 @@ int fuzz_one(const uint8_t *data, size_t size, FILE *trace)
 		 * or skipped; the trace says which. */
 		f->cut[f->nop] = work_cap(f, &op);
 		f->nop++;
+		if (op.kind == OP_VCPU_WALK)
+			f->resolved[f->nop - 1] = live_walk_va(f, &op);
+		if (op.kind == OP_MAPALL)
+			f->resolved[f->nop - 1] = f->layout_blocks > 512;
 		if (trace)
-			print_cut_op(trace, f, &op, f->cut[f->nop - 1]);
+			print_cut_op(trace, f, &op, f->cut[f->nop - 1], f->resolved[f->nop - 1]);
 		if (f->cut[f->nop - 1] == CUT_SKIP)
 			continue;
 		if (f->cut[f->nop - 1])
 			op.len = f->cut[f->nop - 1];
 		switch (op.kind) {
+		case OP_VCPU_WALK:
+			run_walk(f, op.vcpu, f->resolved[f->nop - 1]);
+			break;
+		case OP_VCPU_FLUSH:
+			run_flush(f, op.vcpu);
+			break;
 		case OP_FAULT_IN:
 		case OP_FAULT_VA:
 		case OP_FAULT_NEAR:
@@ -1329,6 +1438,7 @@ int fuzz_one(const uint8_t *data, size_t size, FILE *trace)
 				run_mapall_region(f, &f->pm.regions[i]);
 			break;
 		}
+		live_check(f, "this operation");
 	}
 	if (trace)
 		fprintf(trace, "check\n");
@@ -1342,7 +1452,9 @@ out:
  * Understood: `pool N 1g=off` (only the 1g flag), `region VA LEN [kind]`
  * (raw placement), `layout [block=] [reserved=] [physbits=] [slots=]
  * [legacy]` (the values must be ones the header can say), `fault VA` (raw),
- * `check`, and the comments `# flags user|exec`, `# inject ERR`, `# mapall`. */
+ * `check`, `vcpus N` (live mode, always 3 vCPUs), `vcpu N walk VA` (raw),
+ * `vcpu N flush`, and the comments `# flags user|exec`, `# inject ERR`,
+ * `# mapall`. */
 
 static int enc_pow(uint64_t bs, uint8_t *b)
 {
@@ -1403,6 +1515,30 @@ int fuzz_encode(const char *text, struct fuzz_out *out, char *err, size_t errlen
 				goto full;
 			ops[olen++] = OP_INJECT, ops[olen++] = (uint8_t)k;
 			continue;
+		}
+		if (!strcmp(w[0], "vcpus")) {
+			flags |= 0x10; /* live tables: always LIVE_VCPUS simulated vCPUs */
+			continue;
+		}
+		if (!strcmp(w[0], "vcpu") && nw >= 3) {
+			unsigned v = (unsigned)strtoul(w[1], NULL, 0) % LIVE_VCPUS;
+			if (!strcmp(w[2], "flush") && nw == 3) {
+				if (olen + 2 > sizeof(ops))
+					goto full;
+				ops[olen++] = OP_VCPU_FLUSH, ops[olen++] = (uint8_t)v;
+				continue;
+			}
+			if (!strcmp(w[2], "walk") && nw == 4) {
+				uint64_t va = strtoull(w[3], NULL, 0);
+				if (olen + 10 > sizeof(ops))
+					goto full;
+				ops[olen++] = OP_VCPU_WALK, ops[olen++] = (uint8_t)(0x80 | v);
+				for (int i = 0; i < 8; i++)
+					ops[olen++] = (uint8_t)(va >> (8 * i));
+				continue;
+			}
+			snprintf(err, errlen, "line %u: vcpu N walk VA | vcpu N flush", lineno);
+			return -1;
 		}
 		if (!strcmp(w[0], "mapall")) {
 			if (olen + 1 > sizeof(ops))

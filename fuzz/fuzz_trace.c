@@ -43,6 +43,7 @@ int fuzz_init(void)
 static const char *const ft_ops[] = {
 	"pool", "map", "unmap", "lookup", "empty", "check", "region",
 	"layout", "fault", "stats", "mapphys", "mapall", "inject",
+	"vcpus", "vcpu", /* live tables (docs/live-tables.md) */
 };
 
 static bool ft_space(uint8_t c)

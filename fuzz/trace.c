@@ -18,6 +18,7 @@
 #include "pt.h"
 #include "shadow.h"
 #include "slots.h"
+#include "tlb.h"
 
 #define DEFAULT_POOL_PAGES 4096u
 #define MAX_POOL_PAGES     (1u << 24)
@@ -44,7 +45,15 @@ struct trace {
 	int inject;            /* the next slot callback fails with this (-errno) */
 	FILE *err;             /* where mismatches are reported */
 	uint32_t max_pool;     /* largest pool a trace may ask for, in pages */
+	/* live tables (`vcpus N`): deferral on, the vCPU model, and the epoch
+	 * each vCPU read at its last flush point */
+	unsigned nvcpus;
+	struct tlb tlb;
+	uint64_t flushed[TLB_MAX_VCPUS];
 };
+
+static int live_setup(struct trace *t);
+static int live_after(struct trace *t, const char *op, bool shootdown);
 
 /* ---- engine state ---- */
 
@@ -66,7 +75,8 @@ static int make_tables(struct trace *t, uint32_t pages)
 	int ret = pool_init_mmap(&t->pool, pages, 0x100000000ull);
 	if (ret)
 		return ret;
-	return pt_init(&t->pt, &t->pool, 4, t->huge_1g);
+	ret = pt_init(&t->pt, &t->pool, 4, t->huge_1g);
+	return ret ? ret : live_setup(t);
 }
 
 /* map/unmap traces without a pool line get the default pool on first use. */
@@ -289,6 +299,8 @@ static int op_map(struct trace *t, struct args *a)
 	pt_check_map(&t->pt, va, len, pa, opts, &why);
 	pt_map_cost(&t->pt, va, len, pa, opts, &need);
 	uint32_t free_before = pool_free(&t->pool);
+	bool was_empty = true;
+	pt_is_empty(&t->pt, va, len, &was_empty);
 	int ret = pt_map(&t->pt, va, len, pa, opts);
 	int shadow_ret = ret == -ENOMEM ? ret : shadow_map(&t->shadow, va, len, pa, opts);
 	if (shadow_ret == -ENOMEM && ret != -ENOMEM)
@@ -302,7 +314,8 @@ static int op_map(struct trace *t, struct args *a)
 	} else {
 		fprintf(t->out, "map ok\n");
 	}
-	return after_change(t, "map", ret, shadow_ret, va, len);
+	int fail = after_change(t, "map", ret, shadow_ret, va, len);
+	return fail ? fail : live_after(t, "map", ret == 0 && !was_empty);
 }
 
 static int op_unmap(struct trace *t, struct args *a)
@@ -331,7 +344,8 @@ static int op_unmap(struct trace *t, struct args *a)
 	} else {
 		fprintf(t->out, "unmap ok\n");
 	}
-	return after_change(t, "unmap", ret, shadow_ret, va, len);
+	int fail = after_change(t, "unmap", ret, shadow_ret, va, len);
+	return fail ? fail : live_after(t, "unmap", ret == 0);
 }
 
 static const char *size_name(uint64_t size)
@@ -592,7 +606,7 @@ static int op_fault(struct trace *t, struct args *a)
 	else
 		fprintf(t->out, "fault 0x%" PRIx64 " -> slot %u pa 0x%" PRIx64 " len 0x%" PRIx64 "\n", va, res.slot,
 			res.pa, res.len);
-	return 0;
+	return live_after(t, "fault", false);
 }
 
 /* mapphys PA LEN: slots_map_physical, as a vCPU's fault handler calls it. */
@@ -611,7 +625,7 @@ static int op_mapphys(struct trace *t, struct args *a)
 		print_error(t, "mapphys", ret, slots_error(ret));
 	else
 		fprintf(t->out, "mapphys ok\n");
-	return 0;
+	return live_after(t, "mapphys", false);
 }
 
 /* mapall: every physical region through map_physical, until an error. */
@@ -628,11 +642,11 @@ static int op_mapall(struct trace *t, struct args *a)
 		int ret = slots_map_physical(&t->slots, t->pm.regions[i].pa, t->pm.regions[i].len, NULL);
 		if (ret) {
 			print_error(t, "mapall", ret, slots_error(ret));
-			return 0;
+			return live_after(t, "mapall", false);
 		}
 	}
 	fprintf(t->out, "mapall ok\n");
-	return 0;
+	return live_after(t, "mapall", false);
 }
 
 /* inject ERR: the next slot callback fails with ERR (no output). */
@@ -662,9 +676,110 @@ static int op_stats(struct trace *t, struct args *a)
 	uint64_t tables[5];
 	pt_count_tables(&t->pt, tables);
 	fprintf(t->out, "stats pool %u/%u tables pml4=%" PRIu64 " pdpt=%" PRIu64 " pd=%" PRIu64 " pt=%" PRIu64
-		" slots=%u\n",
+		" slots=%u",
 		t->pool.used, t->pool.capacity, tables[3], tables[2], tables[1], tables[0],
 		t->laid_out ? __atomic_load_n(&t->slots.count, __ATOMIC_ACQUIRE) : 0);
+	if (t->nvcpus) /* live tables: pages waiting for the vCPUs' flushes */
+		fprintf(t->out, " retired=%u", pool_retired(&t->pool));
+	fputc('\n', t->out);
+	return 0;
+}
+
+/* ---- live tables: vCPUs, their caches and flush points ----
+ * `vcpus N` turns on deferred reclamation (pool_defer) and the vCPU model
+ * (core/tlb.c). The trace then plays the runtime: an unmap, or a map over
+ * a range that had translations, makes every vCPU flush before it counts
+ * as done (shootdown); faults and maps into holes do not. After every
+ * change the model checks that no vCPU can reach a freed or reused table
+ * page or use a translation the tables no longer allow. */
+
+static int live_setup(struct trace *t)
+{
+	if (!t->nvcpus || !t->pt.root)
+		return 0;
+	int ret = pool_defer(&t->pool);
+	if (!ret)
+		ret = tlb_init(&t->tlb, &t->pt, t->nvcpus);
+	memset(t->flushed, 0, sizeof(t->flushed));
+	return ret;
+}
+
+/* vCPU v passes a flush point; then what every vCPU flushed past goes back. */
+static uint32_t live_flush(struct trace *t, unsigned v)
+{
+	tlb_flush(&t->tlb, v);
+	t->flushed[v] = pool_epoch_advance(&t->pool);
+	uint64_t safe = t->flushed[0];
+	for (unsigned i = 1; i < t->nvcpus; i++)
+		if (t->flushed[i] < safe)
+			safe = t->flushed[i];
+	return pool_reclaim(&t->pool, safe);
+}
+
+static int live_after(struct trace *t, const char *op, bool shootdown)
+{
+	if (!t->nvcpus || !t->pt.root)
+		return 0;
+	for (unsigned v = 0; shootdown && v < t->nvcpus; v++)
+		live_flush(t, v);
+	char buf[512];
+	const char *bad = tlb_check(&t->tlb, buf, sizeof(buf));
+	return bad ? mismatch(t, "after %s: %s", op, bad) : 0;
+}
+
+/* vcpus N: N simulated vCPUs (1..8) from here on. */
+static int op_vcpus(struct trace *t, struct args *a)
+{
+	uint64_t n = 0;
+	int r = want_args(a, "vcpus", 1, 1, "N");
+	if (r || (r = num(a, 1, "N", &n)))
+		return r;
+	if (n < 1 || n > TLB_MAX_VCPUS)
+		return bad(a, "vcpus takes 1..%d", TLB_MAX_VCPUS);
+	t->nvcpus = (unsigned)n;
+	if (live_setup(t))
+		return bad(a, "cannot turn on deferred reclamation");
+	fprintf(t->out, "vcpus %u\n", t->nvcpus);
+	return 0;
+}
+
+/* vcpu N walk VA | vcpu N flush */
+static int op_vcpu(struct trace *t, struct args *a)
+{
+	uint64_t v = 0, va = 0;
+	int r = want_args(a, "vcpu", 2, 3, "N walk VA | N flush");
+	if (r || (r = num(a, 1, "N", &v)))
+		return r;
+	if (!t->nvcpus || v >= t->nvcpus)
+		return bad(a, "vcpu %" PRIu64 ": no such vCPU (a `vcpus N` line comes first)", v);
+	if (need_tables(t))
+		return bad(a, "cannot allocate the default pool");
+	if (!strcmp(a->v[2], "flush") && a->n == 3) {
+		uint32_t n = live_flush(t, (unsigned)v);
+		fprintf(t->out, "vcpu %" PRIu64 " flush: %u table pages reclaimed\n", v, n);
+		return 0;
+	}
+	if (strcmp(a->v[2], "walk") || a->n != 4 || (r = num(a, 3, "VA", &va)))
+		return r ? r : bad(a, "vcpu N walk VA | vcpu N flush");
+	struct tlb_tr tr;
+	enum tlb_source src;
+	char buf[512];
+	int ret = tlb_walk(&t->tlb, (unsigned)v, va, &tr, &src, buf, sizeof(buf));
+	if (ret == -EFAULT) {
+		fprintf(t->out, "vcpu %" PRIu64 " walk 0x%" PRIx64 " FAIL\n", v, va);
+		return mismatch(t, "vcpu %" PRIu64 " walk 0x%" PRIx64 ": %s", v, va, buf);
+	}
+	if (ret == -EINVAL) {
+		fprintf(t->out, "vcpu %" PRIu64 " walk error EINVAL: va is not canonical\n", v);
+		return 0;
+	}
+	if (ret) {
+		fprintf(t->out, "vcpu %" PRIu64 " walk 0x%" PRIx64 " unmapped\n", v, va);
+		return 0;
+	}
+	char o[32];
+	fprintf(t->out, "vcpu %" PRIu64 " walk 0x%" PRIx64 " -> 0x%" PRIx64 " %s (%s)\n", v, va,
+		tr.pa + (va & 0xfff), pt_opts_str(tr.opts, o), src == TLB_FROM_TLB ? "tlb" : "tables");
 	return 0;
 }
 
@@ -675,7 +790,7 @@ static const struct {
 	{ "pool", op_pool },	 { "map", op_map },	  { "unmap", op_unmap }, { "lookup", op_lookup },
 	{ "empty", op_empty },	 { "check", op_check },	  { "region", op_region }, { "layout", op_layout },
 	{ "fault", op_fault },	 { "stats", op_stats },	  { "mapphys", op_mapphys }, { "mapall", op_mapall },
-	{ "inject", op_inject },
+	{ "inject", op_inject },	 { "vcpus", op_vcpus },	  { "vcpu", op_vcpu },
 };
 
 int trace_line(struct trace *t, const char *line, char *err, size_t err_len)

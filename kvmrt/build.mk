@@ -12,6 +12,7 @@ KVMRT_LIB_SRCS := \
 	kvmrt/kvm.c \
 	kvmrt/vcpu.c \
 	kvmrt/kvmrt.c \
+	kvmrt/shootdown.c \
 	kvmrt/scenarios.c
 KVMRT_ASM_SRCS := \
 	kvmrt/guest.S

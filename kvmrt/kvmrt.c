@@ -19,6 +19,7 @@
 
 #include "check.h"
 #include "guest.h"
+#include "slots_internal.h"
 
 #define PF_P    0x1u
 #define PF_W    0x2u
@@ -209,6 +210,11 @@ static int kvmrt_make_pool(struct kvmrt *rt, char *why, size_t len)
 		return kvmrt_fail(why, len, err, "pool_init(%llu pages at pa 0x%llx): %s",
 				  (unsigned long long)pages, (unsigned long long)pa, strerror(-err));
 	rt->pool_pa = pa;
+	/* Live tables: freed table pages wait for every vCPU's flush. In
+	 * add-only use (faults) that still fits the bound (docs/live-tables.md). */
+	err = pool_defer(&rt->pool);
+	if (err)
+		return kvmrt_fail(why, len, err, "pool_defer: %s", strerror(-err));
 	err = pt_init(&rt->pt, &rt->pool, 4, rt->huge_1g);
 	if (err)
 		return kvmrt_fail(why, len, err, "pt_init: %s", strerror(-err));
@@ -316,6 +322,18 @@ static int kvmrt_on_page_fault(void *ctx, struct vcpu *v, uint64_t cr2, uint64_t
 			fprintf(stderr, "kvmrt: %s\n", f->why);
 		return -EFAULT;
 	}
+	/* A block publishes its slot only after its entries are written, so
+	 * "already" with no entry means kvmrt_unmap removed the page: the
+	 * guest must not retry forever. (The walk is lock-free: pages freed
+	 * meanwhile are retired, not reused.) */
+	struct pt_leaf leaf;
+	if (res.outcome == SLOTS_ALREADY && pt_lookup(&rt->pt, cr2, &leaf) == -ENOENT) {
+		f->err = -EFAULT;
+		vcpu_fault_set(f, KVMRT_PAGE_FAULT, "#PF at 0x%llx error code 0x%llx (%s) rip 0x%llx: the page was removed "
+			       "from the guest (kvmrt_unmap)", (unsigned long long)cr2, (unsigned long long)ec,
+			       kvmrt_pf_kind(ec), (unsigned long long)rip);
+		return -EFAULT;
+	}
 	if (res.outcome == SLOTS_NEW)
 		rt->new_slots_pf++;
 	if (rt->check && res.outcome != SLOTS_ALREADY && kvmrt_check_now(rt, "after #PF mapping", cr2)) {
@@ -399,11 +417,220 @@ static int kvmrt_on_port(void *ctx, struct vcpu *v, uint16_t port, uint32_t valu
 	return -EFAULT;
 }
 
+/* ---- live tables: flush points, shootdown, unmap, protect ---------------
+ * docs/live-tables.md has the rules. The pool retires the table pages the
+ * engine frees (pool_defer at open); a vCPU passes a flush point before it
+ * runs guest code whenever the pool's epoch moved since its last one; a
+ * shootdown advances the epoch, kicks the vCPUs that are in, waits, and
+ * reclaims. */
+
+static void kvmrt_kick_handler(int sig)
+{
+	(void)sig; /* only to make KVM_RUN return EINTR */
+}
+
+/* The flush point (vm_ops.enter): on the vCPU's thread, before KVM_RUN. */
+static int kvmrt_on_enter(void *ctx, struct vcpu *v)
+{
+	struct kvmrt *rt = ctx;
+	struct sd_cpu *c = &rt->sd[v->id];
+	uint64_t epoch;
+
+	__atomic_store_n(&rt->runner[v->id], pthread_self(), __ATOMIC_SEQ_CST);
+	if (!sd_enter(c, &rt->pool, &epoch))
+		return 0;
+	/* VMX/SVM: this vCPU's own flush. PVM: the shootdown already dropped
+	 * every shadow page after the epoch began (kvmrt_flush_all), and KVM
+	 * reloads this vCPU's roots, flushing, before it re-enters. */
+	if (rt->vm.backend != KVM_BACKEND_PVM) {
+		int err = vcpu_flush_tlb(v);
+		if (err)
+			return err;
+	}
+	sd_flushed(c, epoch);
+	return 0;
+}
+
+static void kvmrt_on_leave(void *ctx, struct vcpu *v)
+{
+	struct kvmrt *rt = ctx;
+
+	sd_leave(&rt->sd[v->id]);
+	/* A kick in flight targets this thread: it must not exit under it. */
+	while (atomic_load(&rt->kicking[v->id]))
+		sched_yield();
+}
+
+static bool kvmrt_kick(void *ctx, unsigned i)
+{
+	struct kvmrt *rt = ctx;
+	struct vcpu *v = &rt->vcpus[i];
+	bool other = true;
+
+	atomic_store(&rt->kicking[i], 1);
+	if (atomic_load(&rt->sd[i].state) == SD_IN) {
+		pthread_t t = __atomic_load_n(&rt->runner[i], __ATOMIC_SEQ_CST);
+		/* Our own vCPU (a call's host code unmapping): between runs. */
+		other = !pthread_equal(t, pthread_self());
+		if (other) {
+			__atomic_store_n(&v->run->immediate_exit, 1, __ATOMIC_SEQ_CST);
+			pthread_kill(t, KVMRT_KICK_SIGNAL);
+		}
+	}
+	atomic_store(&rt->kicking[i], 0);
+	return other;
+}
+
+/* PVM (shadow paging): KVM never sees our host-side table writes, and a
+ * guest TLB flush resyncs only unsync shadow pages (Documentation/virt/kvm/
+ * x86/mmu.rst), so the flush that counts is dropping every shadow page of
+ * the VM, which deleting a memslot does. */
+static void kvmrt_flush_all(void *ctx)
+{
+	struct kvmrt *rt = ctx;
+
+	int err = vm_zap_shadow(&rt->vm);
+	if (err)
+		fprintf(stderr, "kvmrt: scratch slot for the shadow-MMU flush failed: %s\n", strerror(-err));
+}
+
+uint32_t kvmrt_shootdown(struct kvmrt *rt)
+{
+	uint64_t kicks = 0;
+	sigset_t old;
+
+	pthread_mutex_lock(&rt->shootdown_lock);
+	uint64_t epoch = sd_shootdown(rt->sd, atomic_load(&rt->nvcpus), &rt->pool,
+				      rt->vm.backend == KVM_BACKEND_PVM ? kvmrt_flush_all : NULL, kvmrt_kick, rt, 1000,
+				      &kicks);
+	slots_lock(&rt->slots, &old);
+	uint32_t n = pool_reclaim(&rt->pool, epoch);
+	slots_unlock(&rt->slots, &old);
+	rt->shootdowns++;
+	rt->reclaimed += n;
+	rt->kicks += kicks;
+	pthread_mutex_unlock(&rt->shootdown_lock);
+	return n;
+}
+
+/* One engine operation under the slot lock; -ENOMEM with pages retired:
+ * reclaim them (a shootdown) and try once more. protect: va's current leaf
+ * (looked up under the lock) is mapped again with opts up to len; *done says
+ * how far that got (the leaf's end or len), *lost whether rights went. */
+struct kvmrt_op {
+	bool unmap;
+	uint64_t va, len;
+	uint32_t opts;      /* protect */
+	uint64_t done;      /* protect: bytes from va handled */
+	bool lost;          /* protect: a translation lost rights */
+};
+
+static int kvmrt_pt_locked(struct kvmrt *rt, struct kvmrt_op *o)
+{
+	if (o->unmap)
+		return pt_unmap(&rt->pt, o->va, o->len);
+	struct pt_leaf leaf;
+	if (pt_lookup(&rt->pt, o->va, &leaf)) {
+		o->done = 4096;
+		return 0;
+	}
+	uint64_t end = leaf.va + leaf.size - o->va < o->len ? leaf.va + leaf.size : o->va + o->len;
+	o->done = end - o->va;
+	if (leaf.opts == o->opts)
+		return 0;
+	o->lost |= (leaf.opts & ~o->opts & (PT_W | PT_X | PT_USER)) != 0;
+	return pt_map(&rt->pt, o->va, end - o->va, leaf.pa + (o->va - leaf.va), o->opts);
+}
+
+static int kvmrt_pt_op(struct kvmrt *rt, struct kvmrt_op *o)
+{
+	sigset_t old;
+	int err;
+
+	for (int attempt = 0;; attempt++) {
+		slots_lock(&rt->slots, &old);
+		err = kvmrt_pt_locked(rt, o);
+		slots_unlock(&rt->slots, &old);
+		if (err != -ENOMEM || attempt || !pool_retired(&rt->pool))
+			return err;
+		kvmrt_shootdown(rt);
+	}
+}
+
+static int kvmrt_live_check(struct kvmrt *rt, const char *when, uint64_t va)
+{
+	return rt->check ? kvmrt_check_now(rt, when, va) : 0;
+}
+
+int kvmrt_unmap(struct kvmrt *rt, uint64_t va, uint64_t len)
+{
+	if (pt_check_range(&rt->pt, va, len, NULL))
+		return -EINVAL;
+	/* Nothing carried in: the operation then never needs more than the
+	 * bound (docs/live-tables.md). */
+	if (pool_retired(&rt->pool))
+		kvmrt_shootdown(rt);
+	struct kvmrt_op o = { .unmap = true, .va = va, .len = len };
+	int err = kvmrt_pt_op(rt, &o);
+	if (err)
+		return err;
+	kvmrt_shootdown(rt);
+	return kvmrt_live_check(rt, "after kvmrt_unmap", va);
+}
+
+int kvmrt_protect(struct kvmrt *rt, uint64_t va, uint64_t len, unsigned perms)
+{
+	const uint64_t m2 = 1ull << 21;
+	uint64_t end = va + len;
+	bool downgraded = false;
+	int err = 0;
+
+	if (pt_check_range(&rt->pt, va, len, NULL) || !(perms & PT_R) || (perms & ~(uint32_t)(PT_R | PT_W | PT_X)) ||
+	    (perms & (PT_W | PT_X)) == (PT_W | PT_X))
+		return -EINVAL;
+	if (pool_retired(&rt->pool))
+		kvmrt_shootdown(rt);
+	for (uint64_t cur = va; cur < end && !err;) {
+		uint64_t pa;
+		struct phys_block b;
+		if (physmap_translate(&rt->pm, cur, &pa) || physmap_fault_block(&rt->pm, pa, &b)) {
+			cur += 4096; /* excluded: never any entries */
+			continue;
+		}
+		uint64_t chunk_end = b.va + b.len < end ? b.va + b.len : end;
+		uint32_t want = slots_opts(&rt->slots, b.kind);
+		want &= ~(uint32_t)(PT_W | PT_X) | perms; /* never more than the region allows */
+		for (uint64_t p = cur; p < chunk_end && !err;) {
+			/* Holes a 2 MiB piece at a time (a lock-free look that
+			 * only skips: a block a fault maps meanwhile gets its
+			 * region's permissions, as any block faulted later). */
+			uint64_t q = (p | (m2 - 1)) + 1 < chunk_end ? (p | (m2 - 1)) + 1 : chunk_end;
+			bool empty = false;
+			pt_is_empty(&rt->pt, p, q - p, &empty);
+			if (empty) {
+				p = q;
+				continue;
+			}
+			struct kvmrt_op o = { .va = p, .len = chunk_end - p, .opts = want };
+			err = kvmrt_pt_op(rt, &o);
+			downgraded |= o.lost;
+			p += o.done;
+		}
+		cur = chunk_end;
+	}
+	/* Also after an error: whatever was downgraded must be flushed. */
+	if (downgraded || pool_retired(&rt->pool))
+		kvmrt_shootdown(rt);
+	return err ? err : kvmrt_live_check(rt, "after kvmrt_protect", va);
+}
+
 static const struct vm_ops kvmrt_ops = {
 	.page_fault = kvmrt_on_page_fault,
 	.mmio = kvmrt_on_mmio,
 	.gpa_to_va = kvmrt_gpa_to_va,
 	.port = kvmrt_on_port,
+	.enter = kvmrt_on_enter,
+	.leave = kvmrt_on_leave,
 };
 
 /* Slots and entries for [va, va+len) now: what the CPU touches while
@@ -445,6 +672,18 @@ static int kvmrt_map_system(struct kvmrt *rt, char *why, size_t len)
 	return 0;
 }
 
+/* The kick signal gets a handler that does nothing (KVM_RUN then returns
+ * EINTR), unless the program installed its own. */
+static void kvmrt_install_kick(void)
+{
+	/* SA_RESTART for the host's own syscalls; KVM_RUN returns EINTR anyway. */
+	struct sigaction old, sa = { .sa_handler = kvmrt_kick_handler, .sa_flags = SA_ONSTACK | SA_RESTART };
+
+	sigemptyset(&sa.sa_mask);
+	if (sigaction(KVMRT_KICK_SIGNAL, NULL, &old) == 0 && old.sa_handler == SIG_DFL)
+		sigaction(KVMRT_KICK_SIGNAL, &sa, NULL);
+}
+
 static bool kvmrt_env_check(void)
 {
 	const char *e = getenv("KVMRT_CHECK");
@@ -469,6 +708,8 @@ int kvmrt_open(struct kvmrt **out, const struct kvmrt_config *cfg, char *why, si
 	rt->check = rt->cfg.check || kvmrt_env_check();
 	rt->gen = ++kvmrt_generation;
 	pthread_mutex_init(&rt->vcpu_lock, NULL);
+	pthread_mutex_init(&rt->shootdown_lock, NULL);
+	kvmrt_install_kick();
 	err = vm_create(&rt->vm, rt->cfg.ring0 ? 0 : 3, rt->cfg.stack_size, &vwhy);
 	if (err) {
 		free(rt);
@@ -479,7 +720,10 @@ int kvmrt_open(struct kvmrt **out, const struct kvmrt_config *cfg, char *why, si
 	rt->huge_1g = kvmrt_huge_1g(&rt->vm);
 	rt->readonly_slots = kvm_ioctl_val(rt->vm.kvm_fd, KVM_CHECK_EXTENSION, KVM_CAP_READONLY_MEM) > 0;
 	rt->vcpus = calloc(rt->cfg.max_vcpus, sizeof(*rt->vcpus));
-	if (!rt->vcpus) {
+	rt->sd = calloc(rt->cfg.max_vcpus, sizeof(*rt->sd));
+	rt->runner = calloc(rt->cfg.max_vcpus, sizeof(*rt->runner));
+	rt->kicking = calloc(rt->cfg.max_vcpus, sizeof(*rt->kicking));
+	if (!rt->vcpus || !rt->sd || !rt->runner || !rt->kicking) {
 		err = kvmrt_fail(why, why_len, -ENOMEM, "out of memory");
 		goto fail;
 	}
@@ -489,7 +733,8 @@ int kvmrt_open(struct kvmrt **out, const struct kvmrt_config *cfg, char *why, si
 	if (err)
 		goto fail;
 	unsigned flags = SLOTS_EXEC | (rt->cfg.ring0 ? 0 : SLOTS_USER) | (rt->cfg.legacy ? SLOTS_LEGACY : 0);
-	uint32_t cap = rt->vm.max_slots < SLOTS_MAX_CAPACITY ? rt->vm.max_slots : SLOTS_MAX_CAPACITY;
+	/* The last slot id is vm_zap_shadow's scratch slot. */
+	uint32_t cap = rt->vm.max_slots - 1 < SLOTS_MAX_CAPACITY ? rt->vm.max_slots - 1 : SLOTS_MAX_CAPACITY;
 	err = slots_init(&rt->slots, &rt->pt, &rt->pm, cap, flags, kvmrt_set_slot, rt);
 	if (err) {
 		err = kvmrt_fail(why, why_len, err, "slots_init (capacity %u, %s): %s", cap,
@@ -538,6 +783,10 @@ int kvmrt_close(struct kvmrt *rt, char *why, size_t why_len)
 	if (rt->pool_mem)
 		munmap(rt->pool_mem, rt->pool_len);
 	free(rt->vcpus);
+	free(rt->sd);
+	free(rt->runner);
+	free((void *)rt->kicking);
+	pthread_mutex_destroy(&rt->shootdown_lock);
 	free(rt->host);
 	free(rt->phys);
 	pthread_mutex_destroy(&rt->vcpu_lock);
@@ -565,6 +814,8 @@ int kvmrt_reset(struct kvmrt *rt, char *why, size_t why_len)
 	rt->slots_ready = false;
 	pt_destroy(&rt->pt);
 	rt->pt_ready = false;
+	/* No vCPU runs, and each flushes on entry at the new epoch. */
+	rt->reclaimed += pool_reclaim(&rt->pool, pool_epoch_advance(&rt->pool));
 	err = pt_init(&rt->pt, &rt->pool, 4, rt->huge_1g);
 	if (err)
 		return kvmrt_fail(why, why_len, err, "pt_init: %s", strerror(-err));
@@ -608,6 +859,8 @@ int kvmrt_rollback(struct kvmrt *rt, uint32_t *deleted, char *why, size_t why_le
 		rt->vcpus[i].repeat = 0;
 		rt->vcpus[i].repeat_cr2 = 0;
 	}
+	/* No vCPU runs, and each flushes on entry at the new epoch. */
+	rt->reclaimed += pool_reclaim(&rt->pool, pool_epoch_advance(&rt->pool));
 	if (deleted)
 		*deleted = n;
 	return 0;
@@ -726,13 +979,16 @@ void kvmrt_exits(struct kvmrt *rt, struct kvmrt_exits *e)
 		e->internal += c->internal;
 		e->other += c->other;
 	}
+	e->shootdowns = rt->shootdowns;
+	e->reclaimed = rt->reclaimed;
 }
 
 const char *kvmrt_exits_str(const struct kvmrt_exits *e, char *buf, size_t len)
 {
-	snprintf(buf, len, "exits: mmio=%llu pf=%llu io=%llu internal=%llu other=%llu",
+	snprintf(buf, len, "exits: mmio=%llu pf=%llu io=%llu internal=%llu other=%llu shootdowns=%llu reclaimed=%llu",
 		 (unsigned long long)e->mmio, (unsigned long long)e->pf, (unsigned long long)e->io,
-		 (unsigned long long)e->internal, (unsigned long long)e->other);
+		 (unsigned long long)e->internal, (unsigned long long)e->other, (unsigned long long)e->shootdowns,
+		 (unsigned long long)e->reclaimed);
 	return buf;
 }
 

@@ -52,6 +52,8 @@ struct kvmrt_fault {
 
 struct kvmrt_exits {
 	uint64_t mmio, pf, io, internal, other;
+	uint64_t shootdowns;   /* kvmrt_unmap / kvmrt_protect / reclaims that made every vCPU flush */
+	uint64_t reclaimed;    /* retired table pages given back to the pool after a shootdown */
 };
 
 typedef uint64_t (*kvmrt_fn)(uint64_t arg);
@@ -69,6 +71,20 @@ int kvmrt_close(struct kvmrt *rt, char *why, size_t why_len);
  * described in *fault). fault may be NULL. */
 int kvmrt_call(struct kvmrt *rt, kvmrt_fn fn, uint64_t arg, uint64_t *ret, struct kvmrt_fault *fault);
 
+/* Live tables (docs/live-tables.md). The host unmapped or mprotected
+ * [va, va+len) (page-aligned) and the guest must follow: the table entries
+ * go (unmap) or lose rights (protect: perms is PT_R with PT_W or PT_X from
+ * core/pt.h, never more than the region allows; pages without entries stay
+ * without, and a block first faulted later gets the permissions its region
+ * had at kvmrt_open), then every vCPU that runs guest code is kicked out (signal +
+ * immediate_exit) and flushes before it runs guest code again, and only then
+ * are the table pages the change freed reused. When it returns, no vCPU can
+ * use an old translation. A later guest access to an unmapped page comes
+ * back as a KVMRT_PAGE_FAULT record. Not from a fault path (it waits for the
+ * vCPUs); any thread otherwise. 0, -EINVAL, or the engine's error. */
+int kvmrt_unmap(struct kvmrt *rt, uint64_t va, uint64_t len);
+int kvmrt_protect(struct kvmrt *rt, uint64_t va, uint64_t len, unsigned perms);
+
 /* Exit counters summed over every vCPU. */
 void kvmrt_exits(struct kvmrt *rt, struct kvmrt_exits *e);
 
@@ -78,7 +94,8 @@ const char *kvmrt_backend(const struct kvmrt *rt);
 /* Describes f on one line into buf. */
 const char *kvmrt_fault_str(const struct kvmrt_fault *f, char *buf, size_t len);
 
-/* Prints "exits: mmio=N pf=N io=N internal=N other=N" into buf. */
+/* Prints "exits: mmio=N pf=N io=N internal=N other=N shootdowns=N
+ * reclaimed=N" into buf. */
 const char *kvmrt_exits_str(const struct kvmrt_exits *e, char *buf, size_t len);
 
 /* Guest helpers (callable from a guest function): a bare exit to the host

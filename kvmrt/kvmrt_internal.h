@@ -4,14 +4,19 @@
 #define KVMRT_INTERNAL_H
 
 #include <pthread.h>
+#include <signal.h>
 #include <stdatomic.h>
 
 #include "kvmrt.h"
 #include "physmap.h"
 #include "pool.h"
 #include "pt.h"
+#include "shootdown.h"
 #include "slots.h"
 #include "vcpu.h"
+
+/* The signal that kicks a vCPU thread out of KVM_RUN for a shootdown. */
+#define KVMRT_KICK_SIGNAL (SIGRTMIN + 2)
 
 struct kvmrt {
 	struct kvmrt_config cfg;
@@ -34,6 +39,14 @@ struct kvmrt {
 	struct pt pt;
 	struct slots slots;
 	struct vcpu *vcpus;           /* cfg.max_vcpus entries, nvcpus created */
+	/* Live tables, per vCPU (index = id): the flush-point protocol, the
+	 * thread running it (for kicks) and a flag that keeps that thread from
+	 * leaving the call while a kick is being sent to it. */
+	struct sd_cpu *sd;
+	pthread_t *runner;
+	_Atomic int *kicking;
+	pthread_mutex_t shootdown_lock;  /* one shootdown at a time */
+	_Atomic uint64_t shootdowns, reclaimed, kicks;
 	_Atomic unsigned nvcpus;
 	pthread_mutex_t vcpu_lock;    /* vCPU creation only */
 	/* fuzz_kvm: outs to user ports other than DONE/NOP */
@@ -73,6 +86,11 @@ void kvmrt_checkpoint(struct kvmrt *rt);
  * use kvmrt_reset then. No vCPU may be running. Reports how many slots it
  * deleted in *deleted (may be NULL). */
 int kvmrt_rollback(struct kvmrt *rt, uint32_t *deleted, char *why, size_t why_len);
+
+/* Makes every vCPU flush before it runs guest code again (shootdown.h),
+ * then gives back the table pages retired before; counts both. Not from a
+ * fault path. Returns the pages reclaimed. */
+uint32_t kvmrt_shootdown(struct kvmrt *rt);
 
 /* Slots and entries for every block [va, va+len) touches. */
 int kvmrt_map_range(struct kvmrt *rt, uint64_t va, uint64_t len);

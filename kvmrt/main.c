@@ -1,6 +1,7 @@
 /* kvmrt: the command.
  *   kvmrt run SCENARIO [--legacy] [--check] [--vcpus N] [--cpl 0|3]
- *   kvmrt list
+ *   kvmrt list          the scenarios, one a line
+ *   kvmrt --help        this usage on stdout, exit 0
  * Runs one scenario in a fresh VM and prints its progress, any fault records,
  * and as the last line "exits: mmio=N pf=N io=N internal=N other=N".
  * Exit status: 0 success; 1 failure (wrong data, unexpected fault, broken
@@ -14,14 +15,19 @@
 
 #include "scenarios.h"
 
+static void usage_to(FILE *f)
+{
+	fprintf(f, "usage: kvmrt run SCENARIO [--legacy] [--check] [--vcpus N] [--cpl 0|3]\n"
+		   "       kvmrt list\nscenarios:");
+	for (int i = 0; scen_names[i]; i++)
+		fprintf(f, " %s", scen_names[i]);
+	fprintf(f, "\nexit status: 0 ok, 1 failure, 2 usage, 3 emulation failure (expected in legacy mode\n"
+		   "for xsave/avx/cmpxchg16b), 77 /dev/kvm unusable. KVMRT_CHECK=1 is --check.\n");
+}
+
 static int usage(void)
 {
-	fprintf(stderr, "usage: kvmrt run SCENARIO [--legacy] [--check] [--vcpus N] [--cpl 0|3]\n"
-			"       kvmrt list\nscenarios:");
-	for (int i = 0; scen_names[i]; i++)
-		fprintf(stderr, " %s", scen_names[i]);
-	fprintf(stderr, "\nexit status: 0 ok, 1 failure, 2 usage, 3 emulation failure (expected in legacy mode\n"
-			"for xsave/avx/cmpxchg16b), 77 /dev/kvm unusable. KVMRT_CHECK=1 is --check.\n");
+	usage_to(stderr);
 	return SCEN_USAGE;
 }
 
@@ -44,6 +50,10 @@ int main(int argc, char **argv)
 	char ex[128];
 
 	setvbuf(stdout, NULL, _IOLBF, 0);
+	if (argc == 2 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help"))) {
+		usage_to(stdout);
+		return 0;
+	}
 	if (argc == 2 && !strcmp(argv[1], "list")) {
 		for (int i = 0; scen_names[i]; i++)
 			printf("%s\n", scen_names[i]);
@@ -81,8 +91,17 @@ int main(int argc, char **argv)
 		printf("SKIP %s\n", rep.why);
 		return st;
 	}
-	printf("result: %s%s%s\n", st == SCEN_OK ? "ok" : st == SCEN_EMULATION ? "emulation failure" : "FAILED",
-	       rep.why[0] ? ": " : "", rep.why);
+	/* The outcome's message was printed when it happened (scen_note's
+	 * "EMULATION FAILURE: ..." or "FAIL: ..." line). Printed again here it
+	 * made legacy xsave show the emulation failure twice: repeat it only
+	 * when it is not the one line above (several, or none printed). */
+	const char *what = st == SCEN_OK ? "ok" : st == SCEN_EMULATION ? "emulation failure" : "FAILED";
+	if (!rep.why[0])
+		printf("result: %s\n", what);
+	else if (rep.printed == 1)
+		printf("result: %s (the %s line above)\n", what, st == SCEN_EMULATION ? "EMULATION FAILURE" : "FAIL");
+	else
+		printf("result: %s: %s\n", what, rep.why);
 	printf("slots: %u\n", rep.slots);
 	printf("%s\n", kvmrt_exits_str(&rep.exits, ex, sizeof(ex)));
 	return st;

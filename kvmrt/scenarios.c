@@ -25,7 +25,8 @@
 #define MAX_THREADS 64
 
 const char *const scen_names[] = {
-	"touch", "xsave", "avx", "rep-movs", "cmpxchg16b", "lock-xadd", "unmapped", "race", NULL,
+	"touch", "xsave", "avx", "rep-movs", "cmpxchg16b", "lock-xadd", "unmapped", "race", "collapse-race", "unmap-race",
+	NULL,
 };
 
 struct scen;
@@ -48,6 +49,7 @@ struct scen {
 	pthread_barrier_t start;
 	enum scen_status status;
 	char why[512];
+	unsigned printed;                         /* FAIL / EMULATION FAILURE lines on out */
 	/* what the scenario prepared */
 	uint8_t *mem[8];
 	size_t len[8];
@@ -90,8 +92,10 @@ static int scen_note(struct scen *s, enum scen_status st, const char *fmt, ...)
 		s->status = st;
 		snprintf(s->why, sizeof(s->why), "%s", buf);
 	}
-	if (s->out)
+	if (s->out) {
 		fprintf(s->out, "%s: %s\n", st == SCEN_FAIL ? "FAIL" : st == SCEN_EMULATION ? "EMULATION FAILURE" : "note", buf);
+		s->printed += st != SCEN_OK;
+	}
 	pthread_mutex_unlock(&s->lock);
 	return st == SCEN_OK ? 0 : -1;
 }
@@ -607,6 +611,204 @@ static int race_verify(struct scen *s)
 	return bad;
 }
 
+/* ---- live tables: collapse-race and unmap-race -------------------------------
+ * Reader vCPUs (every thread but the last) read tagged memory in a loop: each
+ * page holds its own address (xor a generation). The last thread changes the
+ * guest tables under them: docs/live-tables.md. Afterwards every read either
+ * saw the right tag or its call faulted on a page the change had removed:
+ * never anything else. */
+
+#define LIVE_REGION (2 * MIB)
+#define LIVE_PAGES (LIVE_REGION / 4096)
+#define LIVE_PIECE (64 * 1024)
+#define LIVE_PIECES (LIVE_REGION / LIVE_PIECE)
+
+struct live {
+	uint8_t *region[2];
+	_Atomic int done;                    /* the changer has finished */
+	_Atomic int removed[2][LIVE_PIECES]; /* unmap-race: piece announced gone */
+	_Atomic uint64_t reads, calls, faults;
+};
+
+struct live_read {
+	uint8_t *region[2];
+	uint64_t skip[2];     /* pieces not to read (bit per piece) */
+	unsigned passes;
+	uint64_t wrong, wrong_va, wrong_val;
+};
+
+static void live_tag(uint8_t *base, size_t len, uint64_t gen)
+{
+	for (size_t o = 0; o < len; o += 4096)
+		*(volatile uint64_t *)(base + o) = (uint64_t)(uintptr_t)(base + o) ^ gen;
+}
+
+/* Guest: reads every page's tag of both regions, passes times. */
+static uint64_t g_live_read(uint64_t a)
+{
+	struct live_read *r = (struct live_read *)(uintptr_t)a;
+
+	for (unsigned p = 0; p < r->passes; p++)
+		for (int k = 0; k < 2; k++)
+			for (size_t i = 0; i < LIVE_PAGES; i++) {
+				if (r->skip[k] & (1ull << (i * 4096 / LIVE_PIECE)))
+					continue;
+				const uint8_t *pg = r->region[k] + i * 4096;
+				uint64_t v = *(const volatile uint64_t *)pg;
+				if (v != (uint64_t)(uintptr_t)pg) {
+					r->wrong++;
+					r->wrong_va = (uint64_t)(uintptr_t)pg;
+					r->wrong_val = v;
+				}
+			}
+	return 0;
+}
+
+static int live_setup(struct scen *s)
+{
+	struct live *l = calloc(1, sizeof(*l));
+
+	if (!l)
+		return scen_note(s, SCEN_FAIL, "%s: out of memory", s->def->name);
+	s->mem[1] = (uint8_t *)l;
+	for (int k = 0; k < 2; k++) {
+		l->region[k] = scen_fresh(s, 1, 0, LIVE_REGION);
+		if (!l->region[k])
+			return scen_note(s, SCEN_FAIL, "%s: cannot map fresh memory", s->def->name);
+		live_tag(l->region[k], LIVE_REGION, 0);
+		/* Slots and entries now: the race is about changes, not first faults. */
+		if (kvmrt_map_range(s->rt, (uint64_t)(uintptr_t)l->region[k], LIVE_REGION))
+			return scen_note(s, SCEN_FAIL, "%s: kvmrt_map_range failed", s->def->name);
+	}
+	return 0;
+}
+
+/* A reader: calls until the changer is done (and once more after), each
+ * call a few passes. A fault must be on a piece the changer removed. */
+static int live_reader(struct scen *s, unsigned tid)
+{
+	struct live *l = (struct live *)s->mem[1];
+	struct live_read r = { .region = { l->region[0], l->region[1] }, .passes = 4 };
+	bool last = false;
+
+	(void)tid;
+	pthread_barrier_wait(&s->start);
+	while (!last) {
+		last = atomic_load(&l->done);
+		struct kvmrt_fault f;
+		uint64_t ret;
+		int err = kvmrt_call(s->rt, g_live_read, (uint64_t)(uintptr_t)&r, &ret, &f);
+		atomic_fetch_add(&l->calls, 1);
+		if (r.wrong)
+			return scen_note(s, SCEN_FAIL, "%s: va 0x%llx read 0x%llx, not its tag: a vCPU used a stale "
+					 "translation or a reused table page", s->def->name,
+					 (unsigned long long)r.wrong_va, (unsigned long long)r.wrong_val);
+		if (!err) {
+			atomic_fetch_add(&l->reads, 2ull * LIVE_PAGES * r.passes);
+			continue;
+		}
+		char buf[400];
+		int k = -1;
+		for (int j = 0; j < 2; j++)
+			if (f.addr - (uint64_t)(uintptr_t)l->region[j] < LIVE_REGION)
+				k = j;
+		size_t piece = k < 0 ? 0 : (f.addr - (uint64_t)(uintptr_t)l->region[k]) / LIVE_PIECE;
+		if ((f.reason != KVMRT_PAGE_FAULT && f.reason != KVMRT_EFAULT) || k < 0 || !atomic_load(&l->removed[k][piece]))
+			return scen_note(s, SCEN_FAIL, "%s: %s", s->def->name, kvmrt_fault_str(&f, buf, sizeof(buf)));
+		r.skip[k] |= 1ull << piece;
+		atomic_fetch_add(&l->faults, 1);
+		last = false; /* go on with the rest */
+	}
+	return 0;
+}
+
+/* collapse-race: the changer toggles one page at a time read-only and back
+ * (kvmrt_protect), alternating between the two regions: each downgrade
+ * splits the huge leaf (new tables) and shoots down, each restore collapses
+ * the tables back (retired); the next split elsewhere needs table pages,
+ * and a broken retire list would hand it the page a reader may still walk. */
+static int collapse_race_run(struct scen *s, unsigned tid)
+{
+	struct live *l = (struct live *)s->mem[1];
+
+	if (tid + 1 < s->threads)
+		return live_reader(s, tid);
+	pthread_barrier_wait(&s->start);
+	int bad = 0;
+	for (unsigned round = 0; round < 64 && !bad; round++) {
+		uint8_t *pg = l->region[round % 2] + (size_t)(round * 37 % LIVE_PAGES) * 4096;
+		if (kvmrt_protect(s->rt, (uint64_t)(uintptr_t)pg, 4096, PT_R) ||
+		    kvmrt_protect(s->rt, (uint64_t)(uintptr_t)pg, 4096, PT_R | PT_W))
+			bad = scen_note(s, SCEN_FAIL, "collapse-race: kvmrt_protect of %p failed", (void *)pg);
+	}
+	kvmrt_shootdown(s->rt); /* reclaim the last collapse's pages */
+	atomic_store(&l->done, 1);
+	return bad;
+}
+
+/* unmap-race: the changer removes the regions a piece at a time: the guest
+ * entries (kvmrt_unmap, which returns only after every vCPU flushed), then
+ * the host pages, which come back at once with other tags (generation 1):
+ * a vCPU still using an old translation would read those. */
+static int unmap_race_run(struct scen *s, unsigned tid)
+{
+	struct live *l = (struct live *)s->mem[1];
+
+	if (tid + 1 < s->threads)
+		return live_reader(s, tid);
+	pthread_barrier_wait(&s->start);
+	int bad = 0;
+	for (unsigned i = 0; i < 2 * LIVE_PIECES && !bad; i++) {
+		int k = (int)(i % 2);
+		size_t piece = (i / 2) * 7 % LIVE_PIECES;
+		uint8_t *p = l->region[k] + piece * LIVE_PIECE;
+		atomic_store(&l->removed[k][piece], 1);
+		if (kvmrt_unmap(s->rt, (uint64_t)(uintptr_t)p, LIVE_PIECE)) {
+			bad = scen_note(s, SCEN_FAIL, "unmap-race: kvmrt_unmap of %p failed", (void *)p);
+			break;
+		}
+		void *q = mmap(p, LIVE_PIECE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0);
+		if (q != p) {
+			bad = scen_note(s, SCEN_FAIL, "unmap-race: cannot map %p again", (void *)p);
+			break;
+		}
+		live_tag(p, LIVE_PIECE, 1);
+	}
+	atomic_store(&l->done, 1);
+	return bad;
+}
+
+static int live_verify(struct scen *s)
+{
+	struct live *l = (struct live *)s->mem[1];
+	struct kvmrt_exits e;
+	char buf[256];
+	int bad = 0;
+
+	kvmrt_exits(s->rt, &e);
+	const char *inv = kvmrt_check(s->rt, buf, sizeof(buf));
+	if (inv)
+		bad = scen_note(s, SCEN_FAIL, "%s: %s", s->def->name, inv);
+	if (!bad && (e.shootdowns == 0 || e.reclaimed == 0))
+		bad = scen_note(s, SCEN_FAIL, "%s: %llu shootdowns, %llu table pages reclaimed: the race did not happen",
+				s->def->name, (unsigned long long)e.shootdowns, (unsigned long long)e.reclaimed);
+	if (!bad && pool_retired(&s->rt->pool))
+		bad = scen_note(s, SCEN_FAIL, "%s: %u table pages still retired at the end", s->def->name,
+				pool_retired(&s->rt->pool));
+	if (!bad)
+		scen_say(s, "%s: %u readers, %llu calls, %llu tag reads all right, %llu faults on removed pages; "
+			    "%llu shootdowns (%llu kicks), %llu table pages reclaimed",
+			 s->def->name, s->threads - 1, (unsigned long long)l->calls, (unsigned long long)l->reads,
+			 (unsigned long long)l->faults, (unsigned long long)e.shootdowns,
+			 (unsigned long long)s->rt->kicks, (unsigned long long)e.reclaimed);
+	for (int k = 0; k < 2; k++)
+		if (l->region[k])
+			munmap(l->region[k], LIVE_REGION);
+	free(l);
+	s->mem[1] = NULL;
+	return bad;
+}
+
 /* ---- the runner ------------------------------------------------------------ */
 
 static const struct scen_def scen_defs[] = {
@@ -618,6 +820,8 @@ static const struct scen_def scen_defs[] = {
 	{ "lock-xadd", NULL, xadd_setup, xadd_run, xadd_verify },
 	{ "unmapped", NULL, NULL, unmapped_run, NULL },
 	{ "race", NULL, race_setup, race_run, race_verify },
+	{ "collapse-race", NULL, live_setup, collapse_race_run, live_verify },
+	{ "unmap-race", NULL, live_setup, unmap_race_run, live_verify },
 };
 
 struct scen_thread {
@@ -640,6 +844,14 @@ static void scen_release(struct scen *s)
 	if (s->mem[0] && s->len[0])
 		munmap(s->mem[0], s->len[0]);
 	s->mem[0] = NULL;
+	if (s->def && s->def->verify == live_verify && s->mem[1]) {
+		struct live *l = (struct live *)s->mem[1];
+		for (int k = 0; k < 2; k++)
+			if (l->region[k])
+				munmap(l->region[k], LIVE_REGION);
+		free(l);
+		s->mem[1] = NULL;
+	}
 }
 
 enum scen_status scen_run(const char *name, const struct scen_opts *opts, FILE *out, struct scen_report *rep)
@@ -659,7 +871,8 @@ enum scen_status scen_run(const char *name, const struct scen_opts *opts, FILE *
 		return rep->status = SCEN_USAGE;
 	}
 	s.threads = opts->vcpus ? opts->vcpus : 1;
-	if (s.def->run == race_run && s.threads < 2)
+	if ((s.def->run == race_run || s.def->run == collapse_race_run || s.def->run == unmap_race_run) &&
+	    s.threads < 2)
 		s.threads = 2;
 	if (s.threads > MAX_THREADS)
 		s.threads = MAX_THREADS;
@@ -709,6 +922,7 @@ close:
 out:
 	scen_release(&s);
 	rep->status = s.status;
+	rep->printed = s.printed;
 	snprintf(rep->why, sizeof(rep->why), "%s", s.why);
 	pthread_barrier_destroy(&s.start);
 	pthread_mutex_destroy(&s.lock);

@@ -32,6 +32,7 @@ struct scen_report {
 	struct kvmrt_exits exits;
 	unsigned slots;       /* memory slots at the end */
 	char why[512];        /* the first failure or emulation failure */
+	unsigned printed;     /* FAIL / EMULATION FAILURE lines written to out */
 };
 
 /* Names of the scenarios, NULL-terminated. */

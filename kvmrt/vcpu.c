@@ -668,8 +668,20 @@ int vcpu_call(struct vcpu *v, uint64_t fn, uint64_t arg, uint64_t *ret, struct k
 	v->repeat = 0;       /* "no progress" is about one call */
 	v->repeat_cr2 = 0;
 	for (;;) {
+		if (v->vm->ops->enter) {
+			err = v->vm->ops->enter(v->vm->ctx, v);
+			if (err) {
+				f->err = err;
+				vcpu_fault_set(f, KVMRT_HOST_ERROR, "vCPU %d: flush point before KVM_RUN failed: %s",
+					       v->id, strerror(-err));
+				break;
+			}
+		}
 		r = kvm_ioctl(v->fd, KVM_RUN, NULL);
 		if (r == -EINTR || r == -EAGAIN) {
+			/* A kick (shootdown): immediate_exit was set so that a
+			 * signal landing just before KVM_RUN is not lost. */
+			__atomic_store_n(&v->run->immediate_exit, 0, __ATOMIC_SEQ_CST);
 			v->n.other++;
 			continue;
 		}
@@ -700,7 +712,33 @@ int vcpu_call(struct vcpu *v, uint64_t fn, uint64_t arg, uint64_t *ret, struct k
 		if (err <= 0)
 			break;
 	}
+	if (v->vm->ops->leave)
+		v->vm->ops->leave(v->vm->ctx, v);
 	if (err)
 		v->dirty = true;
 	return err;
+}
+
+int vcpu_flush_tlb(struct vcpu *v)
+{
+	struct kvm_sregs s;
+	long r = kvm_ioctl(v->fd, KVM_GET_SREGS, &s);
+	if (r < 0)
+		return (int)r;
+	for (int i = 0; i < 2; i++) {
+		s.cr4 ^= 1ull << 7; /* CR4.PGE */
+		r = kvm_ioctl(v->fd, KVM_SET_SREGS, &s);
+		if (r < 0)
+			return (int)r;
+	}
+	return 0;
+}
+
+int vm_zap_shadow(struct vm *vm)
+{
+	uint32_t id = vm->max_slots - 1;
+	int err = kvm_set_region(vm->fd, id, VM_SCRATCH_GPA, 4096, (uint64_t)(uintptr_t)vm->idt, false);
+	if (err)
+		return err;
+	return kvm_set_region(vm->fd, id, VM_SCRATCH_GPA, 0, (uint64_t)(uintptr_t)vm->idt, false);
 }

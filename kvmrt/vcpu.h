@@ -28,6 +28,11 @@ struct vm_ops {
 	bool (*gpa_to_va)(void *ctx, uint64_t gpa, uint64_t *va);
 	/* An out to a user port other than DONE/NOP (fuzz_kvm's probe). */
 	int (*port)(void *ctx, struct vcpu *v, uint16_t port, uint32_t value, struct kvmrt_fault *f);
+	/* Optional: before every KVM_RUN of a call (the flush point: the owner
+	 * may call vcpu_flush_tlb), and once when the call's exit loop ends.
+	 * enter returns 0 or -errno (the call stops as a host error). */
+	int (*enter)(void *ctx, struct vcpu *v);
+	void (*leave)(void *ctx, struct vcpu *v);
 };
 
 struct vm {
@@ -78,6 +83,22 @@ void vcpu_destroy(struct vcpu *v);
 
 /* Runs fn(arg) in the guest: 0 and *ret, -EFAULT and *f, or -errno. */
 int vcpu_call(struct vcpu *v, uint64_t fn, uint64_t arg, uint64_t *ret, struct kvmrt_fault *f);
+
+/* Makes KVM flush the vCPU's guest TLB and paging-structure caches before
+ * it next runs guest code: KVM_SET_SREGS with CR4.PGE toggled and back.
+ * A CR4 change makes __set_sregs reset the MMU context and request
+ * KVM_REQ_TLB_FLUSH_GUEST (arch/x86/kvm/x86.c), the flush a guest's own
+ * CR4.PGE toggle gets, global entries included (docs/live-tables.md). Not
+ * while the vCPU runs (its own thread, between runs). 0 or -errno. */
+int vcpu_flush_tlb(struct vcpu *v);
+
+/* Deletes a one-page scratch slot after creating it: on KVM's shadow MMU
+ * (PVM here) that invalidates every shadow page of the VM
+ * (KVM_X86_QUIRK_SLOT_ZAP_ALL, on by default), and KVM makes every vCPU
+ * drop its roots before it re-enters. Slot id vm->max_slots - 1 and GPA
+ * 0x1000 (below the physical map's reserved range) are kept for it. */
+int vm_zap_shadow(struct vm *vm);
+#define VM_SCRATCH_GPA 0x1000ull
 
 /* The workload's privilege-dependent selectors. */
 uint16_t vcpu_code_sel(const struct vm *vm);

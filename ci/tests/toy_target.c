@@ -7,10 +7,18 @@
  * (UBSan); "HANG" loops for ever; "RACE" writes a global from a second
  * thread without a lock, a race only the ThreadSanitizer build with
  * -DFUZZ_SLOTS_READER (toy-build's replay-tsan, like fuzz_slots' reader
- * thread) runs into; "OOM" allocates 1 GiB and touches one byte (passes
- * unless a memory limit is set). Built with -DTOY_FIXED every bug is gone,
+ * thread) runs into; with -DTOY_OOM (test-triage-tsan's build only: under
+ * a fuzzer it would slow every run down), "OOM" allocates 256 MiB and touches
+ * one byte (passes unless a memory limit is set). Built with -DTOY_FIXED
+ * every bug is gone,
  * which is how the tests play "the bug was fixed". The trace it prints is in
- * kvmpt-trace's language, so the triage's trace step runs for real. */
+ * kvmpt-trace's language, so the triage's trace step runs for real.
+ *
+ * Only "HEAP" is compared with memcmp; the other triggers go through a hash
+ * (hidden()), which libFuzzer's comparison-guided mutations cannot solve. So
+ * minimising the heap input (-minimize_crash) can only ever find smaller
+ * heap inputs, never turn it into another planted bug (which triage would
+ * then reject as a different signature: test-triage was flaky that way). */
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -36,11 +44,28 @@ static void *toy_racer(void *arg)
 }
 #endif
 
+#ifndef TOY_FIXED
+/* Does data start with word? Through FNV-1a of both, not a byte compare. */
+static int hidden(const uint8_t *data, size_t size, const char *word)
+{
+	size_t n = strlen(word);
+	uint32_t a = 2166136261u, b = 2166136261u;
+
+	if (size < n)
+		return 0;
+	for (size_t i = 0; i < n; i++) {
+		a = (a ^ data[i]) * 16777619u;
+		b = (b ^ (uint8_t)word[i]) * 16777619u;
+	}
+	return a == b;
+}
+
 static void fail(const char *what)
 {
 	fprintf(stderr, "%s\n", what);
 	abort();
 }
+#endif
 
 int fuzz_one(const uint8_t *data, size_t size, FILE *trace)
 {
@@ -50,9 +75,9 @@ int fuzz_one(const uint8_t *data, size_t size, FILE *trace)
 	if (trace)
 		fprintf(trace, "map 0x1000 0x1000 0x0 rw\ncheck\n");
 #ifndef TOY_FIXED
-	if (size >= 3 && !memcmp(data, "INV", 3))
+	if (hidden(data, size, "INV"))
 		fail("translation: va 0x1000 maps to pa 0x2000, shadow says pa 0x0");
-	if (size >= 8 && !memcmp(data, "CAN", 3)) {
+	if (size >= 8 && hidden(data, size, "CAN")) {
 		uint32_t m;
 		memcpy(&m, data + 4, 4);
 		if (m == 0xdeadbeef)
@@ -60,21 +85,23 @@ int fuzz_one(const uint8_t *data, size_t size, FILE *trace)
 	}
 	if (size >= 4 && !memcmp(data, "HEAP", 4))
 		buf[8 + size % 4] = 1;
-	if (size >= 5 && !memcmp(data, "SHIFT", 5)) {
+	if (hidden(data, size, "SHIFT")) {
 		volatile int s = 70;
 		buf[0] = (char)(1 << s);
 	}
-	if (size >= 4 && !memcmp(data, "HANG", 4))
+	if (hidden(data, size, "HANG"))
 		for (;;)
 			usleep(1000);
-	if (size >= 3 && !memcmp(data, "OOM", 3)) {
-		volatile char *big = malloc((size_t)1 << 30);
+#ifdef TOY_OOM
+	if (hidden(data, size, "OOM")) {
+		volatile char *big = malloc((size_t)256 << 20);
 		if (big)
 			big[0] = 1;
 		free((void *)big);
 	}
+#endif
 #ifdef FUZZ_SLOTS_READER
-	if (size >= 4 && !memcmp(data, "RACE", 4)) {
+	if (hidden(data, size, "RACE")) {
 		pthread_t th;
 		if (pthread_create(&th, NULL, toy_racer, NULL) == 0) {
 			toy_shared++;

@@ -385,6 +385,17 @@ static void test_counts(void)
 	T_EQ(nonzero, 0);
 	pool_give(&pool, b);
 	pool_destroy(&pool);
+
+	/* pool_prefault faults the pool in and leaves it zero and usable. */
+	T_EQ(pool_init_mmap(&pool, 8, 0x100000000ull), 0);
+	T_EQ(pool_prefault(&pool), 0);
+	struct pt pt;
+	T_EQ(pt_init(&pt, &pool, 4, true), 0);
+	T_EQ(pt_map(&pt, G1 + K4, K4, K4, PT_R), 0);
+	T_EQ(pool.used, 4);
+	pt_destroy(&pt);
+	T_EQ(pool.used, 0);
+	pool_destroy(&pool);
 }
 
 /* pool_reset: every page zero and free again, with a new capacity and PA,

@@ -1,5 +1,7 @@
 /* Every `kvmrt run` scenario in lazy and legacy mode with the checker on,
  * the race on 4 vCPU threads, and CPL0 runs. What each must do:
+ *   collapse-race, unmap-race (lazy, 4 vCPUs): succeed with shootdowns and
+ *           reclaimed table pages in the counters;
  *   lazy:   succeeds, no MMIO exit at all;
  *   legacy: touch, rep-movs, lock-xadd, unmapped, race succeed and show MMIO
  *           exits; xsave, avx and cmpxchg16b stop with a reported emulation
@@ -31,6 +33,9 @@ static const struct expect cases[] = {
 	{ "lock-xadd", false, 3, 2, SCEN_OK, NONE },
 	{ "unmapped", false, 3, 1, SCEN_OK, NONE },
 	{ "race", false, 3, 4, SCEN_OK, NONE },
+	/* Live tables: readers on 3 vCPUs while the tables change under them. */
+	{ "collapse-race", false, 3, 4, SCEN_OK, NONE },
+	{ "unmap-race", false, 3, 4, SCEN_OK, NONE },
 	{ "touch", true, 3, 1, SCEN_OK, MUST },
 	{ "xsave", true, 3, 1, SCEN_EMULATION, MUST },
 	{ "avx", true, 3, 1, SCEN_EMULATION, MUST },
@@ -69,6 +74,9 @@ int main(void)
 			T_CHECK(r.exits.mmio == 0, "%s lazy: %llu MMIO exits (a present entry without a slot: "
 				"the slot engine must create the slot before writing the entries)", c->name,
 				(unsigned long long)r.exits.mmio);
+		if (!strcmp(c->name, "collapse-race") || !strcmp(c->name, "unmap-race"))
+			T_CHECK(r.exits.shootdowns > 0 && r.exits.reclaimed > 0, "%s: %llu shootdowns, %llu reclaimed",
+				c->name, (unsigned long long)r.exits.shootdowns, (unsigned long long)r.exits.reclaimed);
 		if (c->status == SCEN_EMULATION)
 			T_CHECK(r.exits.internal > 0 && strstr(r.why, "instruction bytes: ") &&
 				!strstr(r.why, "(none given)"), "%s legacy: emulation failure without its bytes: %s",
