@@ -1514,8 +1514,8 @@ void fuzz_describe(const uint8_t *data, size_t size, struct fuzz_shape *s)
 	s->count_off[0] = s->count_off[1] = -1;
 	s->count_max[0] = MAX_OPS;
 	s->count_max[1] = 0;
-	if (size)  /* flags: 1 GiB leaves off, pool PA base */
-		s->hdr[s->nhdr++] = (struct fuzz_field){ .off = 0, .len = 1, .cls = FUZZ_F_BITS, .flipmask = 0x07 };
+	if (size)  /* flags: 1 GiB leaves off, pool PA base, live tables */
+		s->hdr[s->nhdr++] = (struct fuzz_field){ .off = 0, .len = 1, .cls = FUZZ_F_BITS, .flipmask = 0x87 };
 	dec_header(&in, &h);
 	for (unsigned n = 0; in.left && n < MAX_OPS && s->nitem < FUZZ_MAX_ITEMS; n++) {
 		struct fuzz_in a = in;

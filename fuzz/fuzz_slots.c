@@ -1711,8 +1711,8 @@ void fuzz_describe(const uint8_t *data, size_t size, struct fuzz_shape *s)
 	s->count_max[0] = MAX_OPS;
 	s->count_max[1] = MAX_HOST;
 	s->list_start[1] = HDR_BYTES;
-	if (size)  /* flags: legacy, user, exec, 1 GiB leaves off */
-		s->hdr[s->nhdr++] = (struct fuzz_field){ .off = 0, .len = 1, .cls = FUZZ_F_BITS, .flipmask = 0x0f };
+	if (size)  /* flags: legacy, user, exec, 1 GiB leaves off, live */
+		s->hdr[s->nhdr++] = (struct fuzz_field){ .off = 0, .len = 1, .cls = FUZZ_F_BITS, .flipmask = 0x1f };
 	dec_header(&in, h);
 	s->list_start[0] = (uint32_t)(in.p - data) > HDR_BYTES ? (uint32_t)(in.p - data) : HDR_BYTES;
 	if (size >= HDR_BYTES) {
