@@ -36,6 +36,7 @@ struct mut {
 	uint8_t *buf;           /* output under construction */
 	size_t cap;
 	struct fuzz_shape shape, other;
+	bool shape_ok;          /* shape describes the buffer as it is */
 };
 
 static uint64_t rnd(struct mut *m)
@@ -193,7 +194,9 @@ static bool mutate_once(struct mut *m, uint8_t *buf, size_t *len, size_t max, co
 			int force)
 {
 	struct fuzz_shape *s = &m->shape;
-	fuzz_describe(buf, *len, s);
+	if (!m->shape_ok)
+		fuzz_describe(buf, *len, s);
+	m->shape_ok = true;
 	static uint32_t idx[FUZZ_MAX_ITEMS];
 	int what = force >= 0 ? force : (int)below(m, M_COUNT);
 	int l = s->count_max[1] && below(m, 4) == 0 ? 1 : 0;
@@ -207,6 +210,7 @@ static bool mutate_once(struct mut *m, uint8_t *buf, size_t *len, size_t max, co
 			return false;
 		memset(buf + *len, 0, pad);
 		*len += pad;
+		m->shape_ok = false;
 	}
 	switch (what) {
 	case M_INSERT: {
@@ -324,6 +328,8 @@ static bool mutate_once(struct mut *m, uint8_t *buf, size_t *len, size_t max, co
 		break;
 	}
 	}
+	if (ok)
+		m->shape_ok = false;
 	if (ok && m->debug)
 		fprintf(stderr, "mutator: %s (list %d, %u items) -> %zu bytes\n", M_NAME[what], l, n, *len);
 	return ok;
@@ -332,6 +338,7 @@ static bool mutate_once(struct mut *m, uint8_t *buf, size_t *len, size_t max, co
 /* 1-3 stacked structural mutations; 0 when none applied. */
 static size_t mutate(struct mut *m, uint8_t *buf, size_t len, size_t max, const uint8_t *oth, size_t olen)
 {
+	m->shape_ok = false;
 	unsigned want = 1 + below(m, 3), done = 0;
 	for (unsigned tries = 0; done < want && tries < 16; tries++)
 		done += mutate_once(m, buf, &len, max, oth, olen, -1);
@@ -464,6 +471,7 @@ size_t LLVMFuzzerCustomCrossOver(const uint8_t *data1, size_t size1, const uint8
 	for (unsigned tries = 0; tries < 4; tries++) {
 		size_t len = size1;
 		memcpy(out, data1, size1);
+		m->shape_ok = false;
 		if (mutate_once(m, out, &len, max_out_size, data2, size2, M_SPLICE))
 			return len;
 	}
