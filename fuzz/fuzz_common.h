@@ -4,6 +4,7 @@
 #ifndef KVMPT_FUZZ_COMMON_H
 #define KVMPT_FUZZ_COMMON_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -42,5 +43,23 @@ static inline int fuzz_put_u64(struct fuzz_out *o, uint64_t v)
  * decodes) into input bytes that decode to the same operations. 0, or -1
  * with a message naming the line in err. Implemented by each target. */
 int fuzz_encode(const char *text, struct fuzz_out *out, char *err, size_t errlen);
+
+/* Leaves the canonical form uses to map [va, va+len) to va + d (linear
+ * addresses): 4 KiB up to the first 2 MiB edge, 2 MiB up to the first 1 GiB
+ * edge, 1 GiB leaves, and down again (each size only where d and huge_1g
+ * allow it). The fuzz targets' work caps count with it. */
+static inline uint64_t fuzz_map_leaves(uint64_t va, uint64_t len, uint64_t d, bool huge_1g)
+{
+	const uint64_t page = 0x1000, sz_2m = 0x200000, sz_1g = 0x40000000;
+	uint64_t end = va + len;
+	uint64_t a2 = (va + sz_2m - 1) & ~(sz_2m - 1), b2 = end & ~(sz_2m - 1);
+	if ((d & (sz_2m - 1)) || a2 >= b2)
+		return len / page;
+	uint64_t n = (a2 - va) / page + (end - b2) / page;
+	uint64_t a1 = (a2 + sz_1g - 1) & ~(sz_1g - 1), b1 = b2 & ~(sz_1g - 1);
+	if (!huge_1g || (d & (sz_1g - 1)) || a1 >= b1)
+		return n + (b2 - a2) / sz_2m;
+	return n + (a1 - a2) / sz_2m + (b2 - b1) / sz_2m + (b1 - a1) / sz_1g;
+}
 
 #endif

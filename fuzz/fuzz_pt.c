@@ -942,22 +942,6 @@ static void run_walk(struct fz *f, const struct op *op)
 
 /* ---- one operation ---- */
 
-/* Leaves the canonical form uses to map linear [va, va+len) to va + d:
- * 4 KiB up to the first 2 MiB edge, 2 MiB up to the first 1 GiB edge, 1 GiB
- * leaves, and down again (each where d and the 1 GiB flag allow it). */
-static uint64_t map_leaves(uint64_t va, uint64_t len, uint64_t d, bool huge_1g)
-{
-	uint64_t end = va + len;
-	uint64_t a2 = (va + SZ_2M - 1) & ~(SZ_2M - 1), b2 = end & ~(SZ_2M - 1);
-	if ((d & (SZ_2M - 1)) || a2 >= b2)
-		return len / PAGE;
-	uint64_t n = (a2 - va) / PAGE + (end - b2) / PAGE;
-	uint64_t a1 = (a2 + SZ_1G - 1) & ~(SZ_1G - 1), b1 = b2 & ~(SZ_1G - 1);
-	if (!huge_1g || (d & (SZ_1G - 1)) || a1 >= b1)
-		return n + (b2 - a2) / SZ_2M;
-	return n + (a1 - a2) / SZ_2M + (b2 - b1) / SZ_2M + (b1 - a1) / SZ_1G;
-}
-
 /* What the work cap does to a map: 0 runs it as decoded, else the length
  * it runs with (the most pages whose leaves fit; the search takes any count
  * that fits, the leaves of a prefix are not monotonic in its length).
@@ -972,7 +956,7 @@ static uint64_t work_cap(struct fz *f, const struct op *op)
 	if (left < OP_FLOOR)
 		left = OP_FLOOR;
 	uint64_t va = lin(op->va), d = op->pa - op->va;
-	uint64_t n = map_leaves(va, op->len, d, f->h.huge_1g);
+	uint64_t n = fuzz_map_leaves(va, op->len, d, f->h.huge_1g);
 	if (n <= left) {
 		f->work += n;
 		return 0;
@@ -980,14 +964,14 @@ static uint64_t work_cap(struct fz *f, const struct op *op)
 	uint64_t lo = 0, hi = op->len / PAGE; /* the most pages that fit */
 	while (lo < hi) {
 		uint64_t mid = lo + (hi - lo + 1) / 2;
-		if (map_leaves(va, mid * PAGE, d, f->h.huge_1g) <= left)
+		if (fuzz_map_leaves(va, mid * PAGE, d, f->h.huge_1g) <= left)
 			lo = mid;
 		else
 			hi = mid - 1;
 	}
 	if (!lo)
 		return CUT_SKIP;
-	f->work += map_leaves(va, lo * PAGE, d, f->h.huge_1g);
+	f->work += fuzz_map_leaves(va, lo * PAGE, d, f->h.huge_1g);
 	return lo * PAGE;
 }
 

@@ -351,7 +351,7 @@ struct fz {
 	int32_t *bhash;           /* PA -> index + 1 into blocks, BHASH entries */
 	uint32_t *kvm_used;       /* ids of the recorder's slots, kvm_count of them */
 	/* work */
-	uint64_t work;            /* entries written so far (estimate, map_leaves) */
+	uint64_t work;            /* entries written so far (estimate, fuzz_map_leaves) */
 	uint64_t cut[MAX_OPS];    /* per op: 0 as decoded, CUT_SKIP, or map_physical's length */
 	uint64_t checked;         /* tables check_slots walked on `check` ops */
 	char buf[512];
@@ -683,22 +683,6 @@ static uint64_t model_bound(const struct fz *f, bool *ok)
 
 /* ---- the work cap ---- */
 
-/* Leaves the canonical form uses to map [va, va+len) to va + d: 4 KiB up to
- * the first 2 MiB edge, 2 MiB up to the first 1 GiB edge, 1 GiB leaves, and
- * down again (each size only where d and huge_1g allow it). */
-static uint64_t map_leaves(uint64_t va, uint64_t len, uint64_t d, bool huge_1g)
-{
-	uint64_t end = va + len;
-	uint64_t a2 = (va + SZ_2M - 1) & ~(SZ_2M - 1), b2 = end & ~(SZ_2M - 1);
-	if ((d & (SZ_2M - 1)) || a2 >= b2)
-		return len / PAGE;
-	uint64_t n = (a2 - va) / PAGE + (end - b2) / PAGE;
-	uint64_t a1 = (a2 + SZ_1G - 1) & ~(SZ_1G - 1), b1 = b2 & ~(SZ_1G - 1);
-	if (!huge_1g || (d & (SZ_1G - 1)) || a1 >= b1)
-		return n + (b2 - a2) / SZ_2M;
-	return n + (a1 - a2) / SZ_2M + (b2 - b1) / SZ_2M + (b1 - a1) / SZ_1G;
-}
-
 /* Entries legacy mode writes at init for the part of the layout below x. */
 static uint64_t legacy_leaves(const struct physmap *pm, uint64_t x, bool huge_1g)
 {
@@ -706,7 +690,7 @@ static uint64_t legacy_leaves(const struct physmap *pm, uint64_t x, bool huge_1g
 	for (size_t i = 0; i < pm->count && pm->regions[i].va < x; i++) {
 		const struct phys_region *r = &pm->regions[i];
 		uint64_t len = r->va + r->len > x ? x - r->va : r->len;
-		n += map_leaves(r->va, len, r->pa - r->va, huge_1g);
+		n += fuzz_map_leaves(r->va, len, r->pa - r->va, huge_1g);
 	}
 	return n;
 }
@@ -768,7 +752,7 @@ static uint64_t block_cost(struct fz *f, const struct phys_block *b)
 {
 	if (f->h.legacy || model_find(f, b->pa))
 		return BLOCK_VISIT;
-	return BLOCK_VISIT + map_leaves(b->va, b->len, b->pa - b->va, f->h.huge_1g);
+	return BLOCK_VISIT + fuzz_map_leaves(b->va, b->len, b->pa - b->va, f->h.huge_1g);
 }
 
 /* What the work cap does to op: 0 runs it as decoded, CUT_SKIP skips it,
