@@ -495,7 +495,8 @@ static bool regions_clean(const struct header *h)
 			return false;
 		for (size_t j = 0; j < i; j++) {
 			const struct region *q = &h->host[j];
-			if (r->va < q->va + q->len && q->va < r->va + r->len)
+			/* By last addresses: a region may end exactly at 2^64. */
+			if (r->va <= q->va + q->len - 1 && q->va <= r->va + r->len - 1)
 				return false;
 		}
 	}
