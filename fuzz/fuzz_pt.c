@@ -81,7 +81,7 @@
  * count oracle) on the first CORE_RANGE_OPS map/unmap operations, our
  * structure scan on `check` operations while CHECK_TABLES tables last. The
  * end of the input runs everything. */
-#define CORE_RANGE_OPS 4
+#define CORE_RANGE_OPS 16
 #define CHECK_TABLES   16
 
 /* ---- decoding: pure functions of the bytes and the decoder state ---- */
