@@ -248,17 +248,20 @@ struct set_walk {
 	uint64_t end;    /* linear end of the operation */
 	uint64_t pa;     /* pa of va */
 	uint32_t opts;
+	uint64_t leaf_4k; /* a 4 KiB leaf's bits but the address (make_leaf once per operation) */
 	bool clear;      /* unmap */
 	uint64_t pages;  /* counting pass: table pages needed */
 };
 
-/* May [addr, next) become one leaf (or one hole, for unmap) at level? */
-static bool leaf_fits(const struct set_walk *w, int level, uint64_t addr, uint64_t next)
+/* May [addr, next) become one leaf (or one hole, for unmap) at level?
+ * `clear` is w->clear, passed apart so that the writing walks, which are
+ * specialized for map and for unmap, test it at compile time. */
+static inline bool leaf_fits(const struct set_walk *w, bool clear, int level, uint64_t addr, uint64_t next)
 {
 	uint64_t size = pt_level_size(level);
 	if (addr & (size - 1) || next - addr != size)
 		return false;
-	if (w->clear)
+	if (clear)
 		return true;
 	return level <= w->pt->max_leaf && ((w->pa - w->va) & (size - 1)) == 0;
 }
@@ -319,7 +322,7 @@ VISITOR int count_entry(void *priv, uint64_t *pte, int level, uint64_t addr, uin
 	struct set_walk *w = priv;
 	if (pte_is_table(*pte, level)) /* a 4 KiB entry never needs a table */
 		return level > PT_LEVEL_2M ? PT_WALK_DESCEND : 0;
-	if (leaf_fits(w, level, addr, next) || (w->clear && !pte_present(*pte)))
+	if (leaf_fits(w, w->clear, level, addr, next) || (w->clear && !pte_present(*pte)))
 		return 0;
 	w->pages += 1 + new_table_needs(w, level - 1, addr, next);
 	return 0;
@@ -331,18 +334,17 @@ static unsigned entry_index(const uint64_t *pte)
 	return (unsigned)((uintptr_t)pte / sizeof(*pte)) & (PT_ENTRIES - 1);
 }
 
-/* Entries [i, j) of the table are present now: widen its extent. */
-static void extent_add(struct pool_page_info *info, unsigned i, unsigned j)
+/* Entries [i, j) of the table are present now: widen its extent. Written
+ * as selects, not branches: whether a table is new, and on which side of
+ * its extent a small map lands, are coin tosses to a branch predictor. */
+static inline void extent_add(struct pool_page_info *info, unsigned i, unsigned j)
 {
-	if (info->lo >= info->hi) {
-		info->lo = (uint16_t)i;
-		info->hi = (uint16_t)j;
-		return;
-	}
-	if (i < info->lo)
-		info->lo = (uint16_t)i;
-	if (j > info->hi)
-		info->hi = (uint16_t)j;
+	unsigned lo = info->lo, hi = info->hi;
+	bool none = lo >= hi;
+	lo = none || i < lo ? i : lo;
+	hi = none || j > hi ? j : hi;
+	info->lo = (uint16_t)lo;
+	info->hi = (uint16_t)hi;
 }
 
 /* Entries [i, j) of the table were cleared: narrow its extent where that is
@@ -403,28 +405,28 @@ static void install_table(struct pt *pt, uint64_t *pte, int level)
  * counts them as it writes them. The bookkeeping matters: the run's entries
  * are usually not in the cache, and a map that only stores to them does not
  * wait for them, while a load does. */
-static unsigned run_present(const struct pool_page_info *info, unsigned i, unsigned n, bool *scan)
+static inline unsigned run_present(const struct pool_page_info *info, unsigned i, unsigned n, bool *scan)
 {
-	unsigned count = info->count;
-	*scan = false;
-	if (count == 0 || n == PT_ENTRIES || i + n <= info->lo || i >= info->hi)
-		return n == PT_ENTRIES ? count : 0;
-	if (count == PT_ENTRIES)
-		return n;
-	if (i <= info->lo && i + n >= info->hi)
-		return count;
-	*scan = true;
-	return 0;
+	unsigned count = info->count, lo = info->lo, hi = info->hi;
+	bool misses = count == 0 || i + n <= lo || i >= hi;
+	bool covers = n == PT_ENTRIES || (i <= lo && i + n >= hi);
+	bool full = count == PT_ENTRIES;
+	/* Selects again; only the rare "scan" is a branch, in the caller. */
+	*scan = !misses && !covers && !full;
+	unsigned known = full ? n : covers ? count : 0;
+	return misses ? 0 : known;
 }
 
-VISITOR int set_leaf_run(void *priv, uint64_t *ptes, unsigned n, uint64_t addr)
+/* The writing visitors take `clear` as a constant: each is wrapped twice
+ * below, once for map and once for unmap, so each writing walk carries only
+ * its own half. */
+VISITOR int set_leaf_run(struct set_walk *w, bool clear, uint64_t *ptes, unsigned n, uint64_t addr)
 {
-	struct set_walk *w = priv;
 	struct pool_page_info *info = pool_info(w->pt->pool, ptes);
 	unsigned i = entry_index(ptes);
 	bool scan;
 	unsigned before = run_present(info, i, n, &scan);
-	if (w->clear) {
+	if (clear) {
 		/* One loop that loads and clears (a run known to be all holes
 		 * is all zero already, and is left alone). */
 		if (scan) {
@@ -440,7 +442,7 @@ VISITOR int set_leaf_run(void *priv, uint64_t *ptes, unsigned n, uint64_t addr)
 		extent_clear(info, i, i + n);
 		return 0;
 	}
-	uint64_t pte = make_leaf(w->pa + (addr - w->va), PT_LEVEL_4K, w->opts);
+	uint64_t pte = (w->pa + (addr - w->va)) | w->leaf_4k;
 	if (scan) {
 		for (unsigned k = 0; k < n; k++)
 			before += (unsigned)(ptes[k] & PTE_P);
@@ -452,14 +454,13 @@ VISITOR int set_leaf_run(void *priv, uint64_t *ptes, unsigned n, uint64_t addr)
 	return 0;
 }
 
-VISITOR int set_entry(void *priv, uint64_t *pte, int level, uint64_t addr, uint64_t next)
+VISITOR int set_entry(struct set_walk *w, bool clear, uint64_t *pte, int level, uint64_t addr, uint64_t next)
 {
-	struct set_walk *w = priv;
-	if (!pte_is_table(*pte, level) && leaf_fits(w, level, addr, next)) {
-		entry_set(w->pt->pool, pte, w->clear ? 0 : make_leaf(w->pa + (addr - w->va), level, w->opts));
+	if (!pte_is_table(*pte, level) && leaf_fits(w, clear, level, addr, next)) {
+		entry_set(w->pt->pool, pte, clear ? 0 : make_leaf(w->pa + (addr - w->va), level, w->opts));
 		return 0;
 	}
-	if (w->clear && !pte_present(*pte))
+	if (clear && !pte_present(*pte))
 		return 0;
 	if (!pte_is_table(*pte, level))
 		install_table(w->pt, pte, level);
@@ -495,13 +496,13 @@ static bool table_is_uniform(const uint64_t *table, int level)
  * entry that is a table (the path to this one), so none of them can be
  * empty or uniform, and settling them would change nothing. A small map or
  * unmap thus settles one table, not one per level. */
-VISITOR int settle_entry(void *priv, uint64_t *pte, int level, uint64_t addr)
+VISITOR int settle_entry(struct set_walk *w, bool clear, uint64_t *pte, int level, uint64_t addr)
 {
-	struct set_walk *w = priv;
 	struct pt *pt = w->pt;
 	uint64_t *table = pool_page_at(pt->pool, *pte & PTE_ADDR_MASK);
 	unsigned count = *pool_count(pt->pool, table);
-	if (count == 0) {
+	PT_ASSERT(clear || count); /* a map never empties a table */
+	if (clear && count == 0) {
 		entry_set(pt->pool, pte, 0);
 		pool_give(pt->pool, table);
 	} else if (count == PT_ENTRIES && level <= pt->max_leaf && table_is_uniform(table, level - 1)) {
@@ -514,12 +515,42 @@ VISITOR int settle_entry(void *priv, uint64_t *pte, int level, uint64_t addr)
 	return 0;
 }
 
+VISITOR int map_leaf_run(void *priv, uint64_t *ptes, unsigned n, uint64_t addr)
+{
+	return set_leaf_run(priv, false, ptes, n, addr);
+}
+
+VISITOR int map_entry(void *priv, uint64_t *pte, int level, uint64_t addr, uint64_t next)
+{
+	return set_entry(priv, false, pte, level, addr, next);
+}
+
+VISITOR int map_settle(void *priv, uint64_t *pte, int level, uint64_t addr)
+{
+	return settle_entry(priv, false, pte, level, addr);
+}
+
+VISITOR int clear_leaf_run(void *priv, uint64_t *ptes, unsigned n, uint64_t addr)
+{
+	return set_leaf_run(priv, true, ptes, n, addr);
+}
+
+VISITOR int clear_entry(void *priv, uint64_t *pte, int level, uint64_t addr, uint64_t next)
+{
+	return set_entry(priv, true, pte, level, addr, next);
+}
+
+VISITOR int clear_settle(void *priv, uint64_t *pte, int level, uint64_t addr)
+{
+	return settle_entry(priv, true, pte, level, addr);
+}
+
 static const struct pt_walk_ops count_ops = { .entry = count_entry };
-static const struct pt_walk_ops set_ops = { .entry = set_entry, .leaf_run = set_leaf_run, .leave = settle_entry };
+static const struct pt_walk_ops set_ops = { .entry = map_entry, .leaf_run = map_leaf_run, .leave = map_settle };
 /* Unmapping visits only what is there. */
 static const struct pt_walk_ops clear_count_ops = { .entry = count_entry, .skip_holes = true };
 static const struct pt_walk_ops clear_ops = {
-	.entry = set_entry, .leaf_run = set_leaf_run, .leave = settle_entry, .skip_holes = true
+	.entry = clear_entry, .leaf_run = clear_leaf_run, .leave = clear_settle, .skip_holes = true
 };
 
 /* Table pages the operation takes at most (the counting pass). Not inlined:
@@ -546,12 +577,14 @@ static uint64_t set_upper(const struct pt *pt, uint64_t len)
 }
 
 /* The writing pass, cannot fail. Not inlined, for the same reason. */
-static __attribute__((noinline)) void set_write(struct set_walk *w, uint64_t len)
+static __attribute__((noinline)) void map_write(struct set_walk *w, uint64_t len)
 {
-	if (w->clear)
-		walk(w->pt, w->va, w->va + len, &clear_ops, w, true);
-	else
-		walk(w->pt, w->va, w->va + len, &set_ops, w, true);
+	walk(w->pt, w->va, w->va + len, &set_ops, w, true);
+}
+
+static __attribute__((noinline)) void clear_write(struct set_walk *w, uint64_t len)
+{
+	walk(w->pt, w->va, w->va + len, &clear_ops, w, true);
 }
 
 /* All or nothing: the writing pass starts only when the pool holds what the
@@ -575,7 +608,10 @@ static int set_range(struct set_walk *w, uint64_t len)
 	if (need > free_pages)
 		return -ENOMEM;
 	uint32_t before = w->pt->pool->used;
-	set_write(w, len);
+	if (w->clear)
+		clear_write(w, len);
+	else
+		map_write(w, len);
 	PT_ASSERT(w->pt->pool->used <= before + need);
 	(void)before;
 	return 0;
@@ -607,7 +643,9 @@ int pt_map(struct pt *pt, uint64_t va, uint64_t len, uint64_t pa, uint32_t opts)
 		return -EINVAL;
 	PT_ASSERT(!pt_check_map(pt, va, len, pa, opts, NULL));
 	uint64_t lin = pt_linear(pt, va);
-	struct set_walk w = { .pt = pt, .va = lin, .end = lin + len, .pa = pa, .opts = opts };
+	struct set_walk w = {
+		.pt = pt, .va = lin, .end = lin + len, .pa = pa, .opts = opts, .leaf_4k = make_leaf(0, PT_LEVEL_4K, opts)
+	};
 	return set_range(&w, len);
 }
 
