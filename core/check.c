@@ -281,12 +281,31 @@ static int walk_checked(struct check_walk *c)
 	return 0;
 }
 
-static uint32_t free_list_length(const struct pool *p)
+/* Free pages by the in-use bitmap (below the capacity), after checking that
+ * every summary bit says whether its word is all ones: a wrong one would
+ * hide free pages from pool_take or hand out a taken one. UINT32_MAX when a
+ * summary is wrong. */
+static uint32_t free_pages_counted(const struct pool *p)
 {
-	uint32_t n = p->capacity - p->fresh;
-	for (uint32_t i = p->free_head; i < p->capacity && n <= p->capacity; n++)
-		i = p->info[i].next;
-	return n;
+	uint32_t words = (p->fresh + 63) / 64; /* above: never taken, all zero */
+	const uint64_t *below = p->in_use;
+	for (int k = 0; k < p->summary_levels; k++) {
+		for (uint32_t w = 0; w < words; w++) {
+			bool full = below[w] == ~0ull;
+			if (full != !!(p->full[k][w / 64] & (1ull << (w % 64))))
+				return UINT32_MAX;
+		}
+		below = p->full[k];
+		words = (words + 63) / 64;
+	}
+	uint32_t free = 0;
+	for (uint32_t i = 0; i < p->capacity; i += 64) {
+		uint64_t bits = ~p->in_use[i / 64];
+		if (p->capacity - i < 64)
+			bits &= (1ull << (p->capacity - i)) - 1;
+		free += (uint32_t)__builtin_popcountll(bits);
+	}
+	return free;
 }
 
 const char *check_tables(const struct pt *pt, const struct shadow *sh, uint64_t bound, char *buf, size_t len)
@@ -310,9 +329,13 @@ const char *check_tables(const struct pt *pt, const struct shadow *sh, uint64_t 
 		     (unsigned long long)c.refs, pool_retired(pool));
 		return buf;
 	}
-	uint32_t free_pages = free_list_length(pool);
+	uint32_t free_pages = free_pages_counted(pool);
+	if (free_pages == UINT32_MAX) {
+		fail(&c, "accounting: a summary bit of the pool's free-page bitmap is wrong");
+		return buf;
+	}
 	if (pool->used + free_pages != pool->capacity) {
-		fail(&c, "accounting: used %u + free list %u != capacity %u", pool->used, free_pages, pool->capacity);
+		fail(&c, "accounting: used %u + free pages %u != capacity %u", pool->used, free_pages, pool->capacity);
 		return buf;
 	}
 	/* Live tables never pass the bound; retired pages may (docs/live-tables.md). */

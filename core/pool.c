@@ -10,10 +10,15 @@
 #include "pt_assert.h"
 #include "pte.h"
 
-/* Free pages: pages never taken (from `fresh` up) are zero and untouched, so
- * a large pool costs nothing until used. Pages given back form a list through
- * info[].next (capacity ends the list), beside the pages: take and give touch
- * no page memory, and are O(1).
+/* Free pages: pool_take always takes the free page with the lowest address.
+ * Tables taken together then sit together, which is what the hardware likes:
+ * a 1 GiB map writes 512 neighbouring pages rather than 512 scattered ones
+ * (make bench: about 1.6x faster, flushed or hot), and pages never taken
+ * (from `fresh` up) stay zero and untouched, so a large pool costs nothing
+ * until used. The lowest free page is found in O(levels), at most
+ * POOL_SUMMARY_LEVELS + 1 words read: the in-use bitmap has a summary bit per
+ * word ("all ones"), and that summary one, and so on up to one word. Take and
+ * give touch no page memory.
  *
  * Known-zero pages: pt.c keeps info[].count (present entries per table page)
  * and writes a non-present entry only as 0, so a table given back with count
@@ -49,9 +54,33 @@ static size_t info_bytes(uint32_t capacity)
 	return ((size_t)capacity * sizeof(struct pool_page_info) + 7) & ~(size_t)7;
 }
 
+/* Words of each summary level over `capacity` bits of in-use bitmap, up to
+ * the level of one word; returns how many levels. */
+static int summary_shape(uint32_t capacity, uint32_t words[POOL_SUMMARY_LEVELS + 1])
+{
+	int levels = 0;
+	words[0] = (uint32_t)bitmap_words(capacity);
+	while (words[levels] > 1) {
+		words[levels + 1] = (words[levels] + 63) / 64;
+		levels++;
+	}
+	return levels;
+}
+
+static size_t summary_bytes(uint32_t capacity)
+{
+	uint32_t words[POOL_SUMMARY_LEVELS + 1];
+	int levels = summary_shape(capacity, words);
+	size_t n = 0;
+	for (int k = 1; k <= levels; k++)
+		n += words[k];
+	return n * sizeof(uint64_t);
+}
+
 size_t pool_bytes(uint32_t capacity)
 {
-	return (size_t)capacity * PT_PAGE_SIZE + 2 * bitmap_words(capacity) * sizeof(uint64_t) + info_bytes(capacity);
+	return (size_t)capacity * PT_PAGE_SIZE + 2 * bitmap_words(capacity) * sizeof(uint64_t) + info_bytes(capacity) +
+	       summary_bytes(capacity);
 }
 
 static uint64_t *page_at(const struct pool *p, uint32_t index)
@@ -85,8 +114,13 @@ static int pool_setup(struct pool *p, void *mem, uint32_t capacity, uint64_t pa_
 	p->in_use = (uint64_t *)(p->base + (size_t)capacity * PT_PAGE_SIZE);
 	p->mark = p->in_use + bitmap_words(capacity);
 	p->info = (struct pool_page_info *)(p->mark + bitmap_words(capacity));
+	p->summary_levels = summary_shape(capacity, p->words);
+	uint64_t *sum = (uint64_t *)((uint8_t *)p->info + info_bytes(capacity));
+	for (int k = 0; k < p->summary_levels; k++) {
+		p->full[k] = sum;
+		sum += p->words[k + 1];
+	}
 	p->mapped = false;
-	p->free_head = capacity;
 	p->fresh = 0;
 	memset(&p->live, 0, sizeof(p->live));
 	return 0;
@@ -150,8 +184,13 @@ int pool_reset(struct pool *p, uint32_t capacity, uint64_t pa_base)
 		}
 		*info = (struct pool_page_info){ 0 };
 	}
-	memset(p->in_use, 0, bitmap_words(p->fresh) * sizeof(uint64_t));
-	memset(p->mark, 0, bitmap_words(p->fresh) * sizeof(uint64_t)); /* the checker's marks are on pages taken */
+	size_t words = bitmap_words(p->fresh);
+	memset(p->in_use, 0, words * sizeof(uint64_t));
+	memset(p->mark, 0, words * sizeof(uint64_t)); /* the checker's marks are on pages taken */
+	for (int k = 0; k < p->summary_levels; k++) { /* the summary words over those */
+		words = (words + 63) / 64;
+		memset(p->full[k], 0, words * sizeof(uint64_t));
+	}
 	if (p->live.ring) { /* deferral ends with the pool's use: pool_defer starts it afresh */
 		munmap(p->live.ring, p->live.bytes);
 		memset(&p->live, 0, sizeof(p->live));
@@ -160,7 +199,6 @@ int pool_reset(struct pool *p, uint32_t capacity, uint64_t pa_base)
 	p->pa_base = pa_base;
 	p->used = 0;
 	p->peak = 0;
-	p->free_head = capacity;
 	p->fresh = 0;
 	return 0;
 }
@@ -174,32 +212,78 @@ void pool_destroy(struct pool *p)
 	memset(p, 0, sizeof(*p));
 }
 
+#define NO_PAGE UINT32_MAX
+
+/* The free page with the lowest index below the capacity, or NO_PAGE: down
+ * the summary levels, the first word that is not all ones at each. A word
+ * past the end reads as free in the level above; reaching one means every
+ * page before it is taken. */
+static uint32_t lowest_free(const struct pool *p)
+{
+	uint64_t w = 0;
+	for (int k = p->summary_levels - 1; k >= 0; k--) {
+		uint64_t free_bits = ~p->full[k][w];
+		if (!free_bits)
+			return NO_PAGE;
+		w = w * 64 + (uint64_t)__builtin_ctzll(free_bits);
+		if (w >= p->words[k])
+			return NO_PAGE;
+	}
+	uint64_t free_bits = ~p->in_use[w];
+	if (!free_bits)
+		return NO_PAGE;
+	uint64_t index = w * 64 + (uint64_t)__builtin_ctzll(free_bits);
+	return index < p->capacity ? (uint32_t)index : NO_PAGE;
+}
+
+/* Sets the page's in-use bit, and each summary bit whose word fills up. */
+static void mark_used(struct pool *p, uint32_t index)
+{
+	uint64_t w = index / 64;
+	uint64_t *word = &p->in_use[w];
+	*word |= 1ull << (index % 64);
+	for (int k = 0; k < p->summary_levels && *word == ~0ull; k++) {
+		word = &p->full[k][w / 64];
+		*word |= 1ull << (w % 64);
+		w /= 64;
+	}
+}
+
+/* Clears it, and each summary bit whose word was full. */
+static void mark_free(struct pool *p, uint32_t index)
+{
+	uint64_t w = index / 64;
+	uint64_t *word = &p->in_use[w];
+	bool was_full = *word == ~0ull;
+	*word &= ~(1ull << (index % 64));
+	for (int k = 0; k < p->summary_levels && was_full; k++) {
+		word = &p->full[k][w / 64];
+		was_full = *word == ~0ull;
+		*word &= ~(1ull << (w % 64));
+		w /= 64;
+	}
+}
+
 int pool_take(struct pool *p, uint64_t **page)
 {
-	uint32_t index;
-	uint64_t *pg;
-	if (p->free_head < p->capacity) {
-		index = p->free_head;
-		pg = page_at(p, index);
-		p->free_head = p->info[index].next;
-		/* The next take reads that page's info, and the engine then
-		 * writes its entries: start both on their way from memory now
-		 * (free pages are in no particular order, so each is a miss). */
-		if (p->free_head < p->capacity) {
-			__builtin_prefetch(&p->info[p->free_head], 1);
-			__builtin_prefetch(page_at(p, p->free_head), 1);
-		}
-		if (p->info[index].dirty)
-			memset(pg, 0, PT_PAGE_SIZE);
-		p->info[index].dirty = 0;
-	} else if (p->fresh < p->capacity) {
-		index = p->fresh++;
-		pg = page_at(p, index);
-	} else {
+	uint32_t index = lowest_free(p);
+	if (index == NO_PAGE)
 		return -ENOMEM;
+	if (index >= p->fresh)
+		p->fresh = index + 1;
+	uint64_t *pg = page_at(p, index);
+	struct pool_page_info *info = &p->info[index];
+	if (info->dirty)
+		memset(pg, 0, PT_PAGE_SIZE);
+	info->dirty = 0;
+	PT_ASSERT(info->count == 0 && info->lo >= info->hi);
+	/* The next take is most often the page after this one: start its
+	 * bookkeeping and its first entries on their way from memory now. */
+	if (index + 1 < p->capacity) {
+		__builtin_prefetch(info + 1, 1);
+		__builtin_prefetch(pg + PT_ENTRIES, 1);
 	}
-	PT_ASSERT(p->info[index].count == 0 && p->info[index].lo >= p->info[index].hi);
-	p->in_use[index / 64] |= 1ull << (index % 64);
+	mark_used(p, index);
 	p->used++;
 	if (p->used > p->peak)
 		p->peak = p->used;
@@ -233,9 +317,7 @@ void pool_give(struct pool *p, uint64_t *page)
 	PT_ASSERT(info->count || page_is_zero(page));
 	info->dirty = info->count != 0;
 	info->count = info->lo = info->hi = 0;
-	info->next = p->free_head;
-	p->free_head = index;
-	p->in_use[index / 64] &= ~(1ull << (index % 64));
+	mark_free(p, index);
 	p->used--;
 }
 

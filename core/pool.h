@@ -9,10 +9,12 @@
 
 #define PT_BOUND_LEVELS 5
 
+/* Levels of summary over the in-use bitmap: enough for 2^32 pages. */
+#define POOL_SUMMARY_LEVELS 5
+
 /* Bookkeeping of one pool page, beside the pages (never in them, so that
  * taking and giving pages touches no page memory). */
 struct pool_page_info {
-	uint32_t next;   /* free page: the next free page given back (capacity ends the list) */
 	uint16_t count;  /* taken page: present entries of the table it holds (0..512) */
 	uint16_t lo, hi; /* taken page: every present entry's index is in [lo, hi) (a superset: lo >= hi
 	                  * when there is none; only a table that empties resets it) */
@@ -23,13 +25,16 @@ struct pool {
 	uint8_t *base;        /* capacity pages, page-aligned */
 	uint64_t pa_base;     /* physical address of base */
 	uint64_t *in_use;     /* one bit per page, after the pages */
+	uint64_t *full[POOL_SUMMARY_LEVELS]; /* full[k]: one bit per word of the level below (in_use for
+	                       * k = 0), set when that word is all ones: lowest free page in O(levels) */
+	uint32_t words[POOL_SUMMARY_LEVELS + 1]; /* words of in_use, then of each full[k] */
+	int summary_levels;   /* full[0..summary_levels) exist; the last is one word */
 	uint64_t *mark;       /* one bit per page, scratch for the checker */
 	struct pool_page_info *info; /* per page; count, lo and hi kept by pt.c */
 	uint32_t capacity;
 	uint32_t room;        /* pages the memory holds (the capacity at init; pool_reset may use fewer) */
 	uint32_t used;
 	uint32_t peak;        /* highest `used` seen: what a layout really needed */
-	uint32_t free_head;   /* first page given back, capacity if none */
 	uint32_t fresh;       /* pages at and above this were never taken */
 	bool mapped;          /* memory came from pool_init_mmap */
 	struct pool_live {    /* deferred reclamation (pool_defer), all zero when off */

@@ -91,7 +91,7 @@ static void expect_leaf(struct env *e, uint64_t va, uint64_t pa, uint64_t size, 
 static uint64_t fingerprint(const struct env *e)
 {
 	const struct pool *p = &e->pool;
-	uint64_t h = 1469598103934665603ull ^ p->used ^ ((uint64_t)p->free_head << 20) ^ ((uint64_t)p->fresh << 40);
+	uint64_t h = 1469598103934665603ull ^ p->used ^ ((uint64_t)p->fresh << 40);
 	for (uint32_t i = 0; i < p->capacity; i++) {
 		if (!(p->in_use[i / 64] & (1ull << (i % 64))))
 			continue;
