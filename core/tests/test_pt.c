@@ -454,8 +454,56 @@ static void test_pool_reset(void)
 	munmap(mem, bytes);
 }
 
+/* pool_take hands out the lowest free page, through summary levels over the
+ * in-use bitmap (5000 pages: 79 words, then 2, then 1), and the checker
+ * catches a summary bit that lies. */
+static void test_pool_lowest_first(void)
+{
+	enum { PAGES = 5000 };
+	static uint64_t *page[PAGES];
+	struct pool pool;
+	T_EQ(pool_init_mmap(&pool, PAGES, 0x100000000ull), 0);
+	T_EQ(pool.summary_levels, 2);
+	for (uint32_t i = 0; i < PAGES; i++) {
+		T_EQ(pool_take(&pool, &page[i]), 0);
+		T_CHECK(page[i] == (uint64_t *)(pool.base + (size_t)i * K4), "take %u: page %ld", i,
+			(long)(((uint8_t *)page[i] - pool.base) / (long)K4));
+	}
+	uint64_t *none;
+	T_EQ(pool_take(&pool, &none), -ENOMEM);
+	/* Give back every 7th page and a whole 64-page word, highest first:
+	 * they come back lowest first. */
+	for (int i = PAGES - 1; i >= 0; i--)
+		if (i % 7 == 3 || (i >= 4096 && i < 4160))
+			pool_give(&pool, page[i]);
+	uint32_t last = 0;
+	bool first = true;
+	while (pool_take(&pool, &none) == 0) {
+		uint32_t index = (uint32_t)(((uint8_t *)none - pool.base) / K4);
+		T_CHECK(first || index > last, "took page %u after %u", index, last);
+		T_CHECK(index % 7 == 3 || (index >= 4096 && index < 4160), "took page %u, which was not given back", index);
+		last = index;
+		first = false;
+	}
+	T_EQ(pool.used, PAGES);
+	pool_destroy(&pool);
+
+	struct env e;
+	env_open(&e, 200, true);
+	T_EQ(both_map(&e, G1 + K4, K4, K4, PT_R), 0);
+	char buf[256];
+	const char *bad = check_tables(&e.pt, &e.sh, 0, buf, sizeof(buf));
+	T_CHECK(!bad, "%s", bad);
+	e.pool.full[0][0] ^= 1; /* "in_use word 0 is full": it is not */
+	bad = check_tables(&e.pt, &e.sh, 0, buf, sizeof(buf));
+	T_CHECK(bad && strstr(bad, "summary bit"), "a wrong summary bit passed the checker: %s", bad ? bad : "ok");
+	e.pool.full[0][0] ^= 1;
+	env_close(&e);
+}
+
 int main(void)
 {
+	test_pool_lowest_first();
 	test_pool_reset();
 	test_counts();
 	test_five_levels();
