@@ -167,6 +167,18 @@ int pool_prefault(struct pool *p)
 	return 0;
 }
 
+/* Deferral off, nothing retired, the retire list's memory kept. Retired
+ * pages were taken, so their bits are below fresh. */
+static void live_reset(struct pool *p)
+{
+	struct pool_live *l = &p->live;
+	if (l->ring)
+		memset(l->retired, 0, bitmap_words(p->fresh) * sizeof(uint64_t));
+	l->on = l->reclaiming = false;
+	l->head = l->count = l->peak = 0;
+	l->epoch = l->reclaimed = 0;
+}
+
 int pool_reset(struct pool *p, uint32_t capacity, uint64_t pa_base)
 {
 	if (!p->base || !capacity || capacity > p->room || (pa_base & (PT_PAGE_SIZE - 1)) ||
@@ -191,10 +203,7 @@ int pool_reset(struct pool *p, uint32_t capacity, uint64_t pa_base)
 		words = (words + 63) / 64;
 		memset(p->full[k], 0, words * sizeof(uint64_t));
 	}
-	if (p->live.ring) { /* deferral ends with the pool's use: pool_defer starts it afresh */
-		munmap(p->live.ring, p->live.bytes);
-		memset(&p->live, 0, sizeof(p->live));
-	}
+	live_reset(p); /* deferral ends with the pool's use: pool_defer starts it afresh */
 	p->capacity = capacity;
 	p->pa_base = pa_base;
 	p->used = 0;
@@ -348,17 +357,20 @@ int pool_defer(struct pool *p)
 {
 	if (pool_deferred(p))
 		return 0;
-	size_t ring = (size_t)p->capacity * sizeof(uint32_t);
-	ring = (ring + 7) & ~(size_t)7;
-	size_t bytes = ring + (size_t)p->capacity * sizeof(uint64_t) + bitmap_words(p->capacity) * sizeof(uint64_t);
-	void *mem = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	if (mem == MAP_FAILED)
-		return -ENOMEM;
-	p->live.ring = mem;
-	p->live.ring_epoch = (uint64_t *)((uint8_t *)mem + ring);
-	p->live.retired = p->live.ring_epoch + p->capacity;
-	p->live.bytes = bytes;
+	if (!p->live.ring) { /* room entries: pool_reset may raise the capacity up to it */
+		size_t ring = (size_t)p->room * sizeof(uint32_t);
+		ring = (ring + 7) & ~(size_t)7;
+		size_t bytes = ring + (size_t)p->room * sizeof(uint64_t) + bitmap_words(p->room) * sizeof(uint64_t);
+		void *mem = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+		if (mem == MAP_FAILED)
+			return -ENOMEM;
+		p->live.ring = mem;
+		p->live.ring_epoch = (uint64_t *)((uint8_t *)mem + ring);
+		p->live.retired = p->live.ring_epoch + p->room;
+		p->live.bytes = bytes;
+	}
 	p->live.head = p->live.count = p->live.peak = 0;
+	p->live.on = true;
 	__atomic_store_n(&p->live.epoch, 1, __ATOMIC_SEQ_CST);
 	return 0;
 }

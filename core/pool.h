@@ -37,8 +37,10 @@ struct pool {
 	uint32_t peak;        /* highest `used` seen: what a layout really needed */
 	uint32_t fresh;       /* pages at and above this were never taken */
 	bool mapped;          /* memory came from pool_init_mmap */
-	struct pool_live {    /* deferred reclamation (pool_defer), all zero when off */
-		uint32_t *ring;       /* indices of retired pages, oldest first */
+	struct pool_live {    /* deferred reclamation (pool_defer) */
+		bool on;              /* pool_give retires; all below is zero when off */
+		uint32_t *ring;       /* indices of retired pages, oldest first; mapped by the first
+		                       * pool_defer and kept (room entries) until pool_destroy */
 		uint64_t *ring_epoch; /* the epoch each was retired in (non-decreasing) */
 		uint64_t *retired;    /* one bit per page */
 		uint32_t head;        /* oldest entry of the ring */
@@ -77,7 +79,8 @@ int pool_prefault(struct pool *p);
  * capacity: only pages below `fresh` are visited, a taken page has only its
  * entries [lo, hi) cleared and a free one is cleared only when dirty.
  * Tables still built over the pool are gone (pt_init again), and so is
- * deferral (pool_defer again). 0 or -EINVAL. */
+ * deferral (pool_defer again: it keeps its retire list's memory, so this
+ * costs no system call either). 0 or -EINVAL. */
 int pool_reset(struct pool *p, uint32_t capacity, uint64_t pa_base);
 
 /* Unmaps what pool_init_mmap mapped. */
@@ -130,11 +133,12 @@ bool pool_pa_in_use(const struct pool *p, uint64_t pa);
  * point in a later epoch. The runtime's rule: a vCPU that reads epoch E and
  * then flushes holds nothing retired before E. */
 
-/* Turns deferral on (once, at init: it maps the retire list, capacity
- * entries, so retiring never fails). 0, or -ENOMEM. */
+/* Turns deferral on (at init, or after pool_reset). The first call maps the
+ * retire list, room entries, so that retiring never fails; a pool reset and
+ * deferred again reuses it. 0, or -ENOMEM. */
 int pool_defer(struct pool *p);
 
-static inline bool pool_deferred(const struct pool *p) { return p->live.ring != NULL; }
+static inline bool pool_deferred(const struct pool *p) { return p->live.on; }
 
 /* The current epoch (pages retired now carry it); 0 when deferral is off.
  * Sequentially consistent: a vCPU's flush-point protocol relies on it. */

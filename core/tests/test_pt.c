@@ -438,6 +438,22 @@ static void test_pool_reset(void)
 		for (uint32_t i = 0; i < used_pages; i++)
 			T_CHECK(!pool_pa_in_use(&pool, pa + i * K4) && pool.info[i].count == 0, "page %u", i);
 	}
+	/* Deferral ends with a reset, and starts again on the same retire
+	 * list: no mapping per fuzz input. */
+	T_EQ(pt_init(&pt, &pool, 4, true), 0);
+	T_EQ(pool_defer(&pool), 0);
+	uint32_t *ring = pool.live.ring;
+	T_EQ(pt_map(&pt, G1, K4, 0, PT_R), 0);
+	T_EQ(pt_unmap(&pt, G1, K4), 0);
+	T_EQ(pool_retired(&pool), 3);
+	T_EQ(pool_reset(&pool, room, 0x100000000ull), 0);
+	T_CHECK(!pool_deferred(&pool) && pool_retired(&pool) == 0 && pool_epoch(&pool) == 0, "deferral off after reset");
+	T_EQ(pool_defer(&pool), 0);
+	T_CHECK(pool.live.ring == ring, "pool_defer after a reset reuses the retire list");
+	T_CHECK(pool_deferred(&pool) && pool_epoch(&pool) == 1, "deferral on again");
+	for (uint32_t i = 0; i < room; i++)
+		T_CHECK(!pool_pa_retired(&pool, 0x100000000ull + i * K4), "page %u still retired", i);
+	T_EQ(pool_reset(&pool, room, 0x100000000ull), 0);
 	T_EQ(pool_reset(&pool, room + 1, 0), -EINVAL);
 	T_EQ(pool_reset(&pool, 0, 0), -EINVAL);
 	T_EQ(pool_reset(&pool, 4, 0x800), -EINVAL);
@@ -451,6 +467,7 @@ static void test_pool_reset(void)
 	T_CHECK(!bad, "after reset: %s", bad);
 	pt_destroy(&pt);
 	shadow_destroy(&sh);
+	pool_destroy(&pool); /* the retire list; the memory is the test's */
 	munmap(mem, bytes);
 }
 
