@@ -122,6 +122,7 @@ static int pool_setup(struct pool *p, void *mem, uint32_t capacity, uint64_t pa_
 	}
 	p->mapped = false;
 	p->fresh = 0;
+	p->low = 0;
 	memset(&p->live, 0, sizeof(p->live));
 	return 0;
 }
@@ -209,6 +210,7 @@ int pool_reset(struct pool *p, uint32_t capacity, uint64_t pa_base)
 	p->used = 0;
 	p->peak = 0;
 	p->fresh = 0;
+	p->low = 0;
 	return 0;
 }
 
@@ -275,9 +277,13 @@ static void mark_free(struct pool *p, uint32_t index)
 
 int pool_take(struct pool *p, uint64_t **page)
 {
-	uint32_t index = lowest_free(p);
-	if (index == NO_PAGE)
+	/* Every page below `low` is taken, so the lowest free page is usually
+	 * in low's own word: one load, the summaries only when it is full. */
+	uint64_t free_bits = p->low < p->capacity ? ~p->in_use[p->low / 64] : 0;
+	uint32_t index = free_bits ? (p->low & ~63u) + (uint32_t)__builtin_ctzll(free_bits) : lowest_free(p);
+	if (index >= p->capacity)
 		return -ENOMEM;
+	p->low = index + 1;
 	if (index >= p->fresh)
 		p->fresh = index + 1;
 	uint64_t *pg = page_at(p, index);
@@ -327,6 +333,8 @@ void pool_give(struct pool *p, uint64_t *page)
 	info->dirty = info->count != 0;
 	info->count = info->lo = info->hi = 0;
 	mark_free(p, index);
+	if (index < p->low)
+		p->low = index;
 	p->used--;
 }
 

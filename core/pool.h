@@ -36,6 +36,7 @@ struct pool {
 	uint32_t used;
 	uint32_t peak;        /* highest `used` seen: what a layout really needed */
 	uint32_t fresh;       /* pages at and above this were never taken */
+	uint32_t low;         /* every page below this is in use: where pool_take looks first */
 	bool mapped;          /* memory came from pool_init_mmap */
 	struct pool_live {    /* deferred reclamation (pool_defer) */
 		bool on;              /* pool_give retires; all below is zero when off */
