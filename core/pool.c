@@ -135,6 +135,11 @@ int pool_init(struct pool *p, void *mem, uint32_t capacity, uint64_t pa_base)
 	return pool_setup(p, mem, capacity, pa_base);
 }
 
+int pool_init_zeroed(struct pool *p, void *mem, uint32_t capacity, uint64_t pa_base)
+{
+	return pool_setup(p, mem, capacity, pa_base);
+}
+
 int pool_init_mmap(struct pool *p, uint32_t capacity, uint64_t pa_base)
 {
 	if (capacity == 0)

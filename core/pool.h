@@ -63,6 +63,11 @@ size_t pool_bytes(uint32_t capacity);
  * physical address pa_base (page-aligned). 0 or -EINVAL. */
 int pool_init(struct pool *p, void *mem, uint32_t capacity, uint64_t pa_base);
 
+/* Same over memory the caller knows is all zero (a fresh anonymous mmap):
+ * nothing is written, so a large pool costs nothing until pages are taken.
+ * 0 or -EINVAL. */
+int pool_init_zeroed(struct pool *p, void *mem, uint32_t capacity, uint64_t pa_base);
+
 /* Same with one anonymous mmap of the right size. 0, -EINVAL or -ENOMEM. */
 int pool_init_mmap(struct pool *p, uint32_t capacity, uint64_t pa_base);
 

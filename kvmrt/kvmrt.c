@@ -180,8 +180,11 @@ static int kvmrt_build_physmap(struct kvmrt *rt, char *why, size_t len)
 
 /* ---- pool and tables --------------------------------------------------- */
 
+/* Pools up to this size are faulted in at init (pool_prefault). */
+#define KVMRT_PREFAULT_BYTES (64u << 20)
+
 /* The pool is one anonymous NORESERVE mapping: its pages cost memory only
- * once taken. Its PA is the physical map's translation of its VA, which is
+ * once taken (or at init, for a pool of at most KVMRT_PREFAULT_BYTES). Its PA is the physical map's translation of its VA, which is
  * linear because the mapping sits in one physical region (checked). */
 static int kvmrt_make_pool(struct kvmrt *rt, char *why, size_t len)
 {
@@ -205,10 +208,15 @@ static int kvmrt_make_pool(struct kvmrt *rt, char *why, size_t len)
 	    pa_last - pa != rt->pool_len - 1)
 		return kvmrt_fail(why, len, -EFAULT, "pool at va 0x%llx len 0x%zx is not one linear range of the physical map",
 				  (unsigned long long)va, rt->pool_len);
-	err = pool_init(&rt->pool, mem, (uint32_t)pages, pa);
+	err = pool_init_zeroed(&rt->pool, mem, (uint32_t)pages, pa); /* fresh mmap: zero, left untouched */
 	if (err)
-		return kvmrt_fail(why, len, err, "pool_init(%llu pages at pa 0x%llx): %s",
+		return kvmrt_fail(why, len, err, "pool_init_zeroed(%llu pages at pa 0x%llx): %s",
 				  (unsigned long long)pages, (unsigned long long)pa, strerror(-err));
+	/* A small pool is faulted in now, so that no slot fault pays the
+	 * kernel's first touch of a table page (14-19 us each in a PVM guest,
+	 * docs/bench-pt.md); a large one keeps costing only what is used. */
+	if (rt->pool_len <= KVMRT_PREFAULT_BYTES && (err = pool_prefault(&rt->pool)))
+		return kvmrt_fail(why, len, err, "pool_prefault(%zu bytes): %s", rt->pool_len, strerror(-err));
 	rt->pool_pa = pa;
 	/* Live tables: freed table pages wait for every vCPU's flush. In
 	 * add-only use (faults) that still fits the bound (docs/live-tables.md). */

@@ -455,6 +455,20 @@ static void test_pool_reset(void)
 		T_CHECK(!pool_pa_retired(&pool, 0x100000000ull + i * K4), "page %u still retired", i);
 	T_EQ(pool_reset(&pool, room, 0x100000000ull), 0);
 	T_EQ(pool_reset(&pool, room + 1, 0), -EINVAL);
+	/* pool_init_zeroed writes nothing, and taking pages writes only the
+	 * bookkeeping: the pages themselves are PROT_NONE here. */
+	uint8_t *zero = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (T_CHECK(zero != MAP_FAILED, "mmap")) {
+		struct pool zp;
+		mprotect(zero, (size_t)room * K4, PROT_NONE);
+		T_EQ(pool_init_zeroed(&zp, zero, room, 0x100000000ull), 0);
+		uint64_t *pages[3];
+		for (int i = 0; i < 3; i++)
+			T_EQ(pool_take(&zp, &pages[i]), 0);
+		T_EQ(zp.used, 3);
+		T_EQ(pool_init_zeroed(&zp, zero + 1, room, 0), -EINVAL);
+		munmap(zero, bytes);
+	}
 	T_EQ(pool_reset(&pool, 0, 0), -EINVAL);
 	T_EQ(pool_reset(&pool, 4, 0x800), -EINVAL);
 	/* The tables work again from the reset pool. */
