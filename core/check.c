@@ -282,9 +282,9 @@ static int walk_checked(struct check_walk *c)
 }
 
 /* Free pages by the in-use bitmap (below the capacity), after checking that
- * every summary bit says whether its word is all ones: a wrong one would
- * hide free pages from pool_take or hand out a taken one. UINT32_MAX when a
- * summary is wrong. */
+ * every summary bit says whether its word is all ones (a wrong one would
+ * hide free pages from pool_take or hand out a taken one) and that no page
+ * below pool_take's `low` hint is free. UINT32_MAX when either is wrong. */
 static uint32_t free_pages_counted(const struct pool *p)
 {
 	uint32_t words = (p->fresh + 63) / 64; /* above: never taken, all zero */
@@ -298,14 +298,16 @@ static uint32_t free_pages_counted(const struct pool *p)
 		below = p->full[k];
 		words = (words + 63) / 64;
 	}
-	uint32_t free = 0;
+	uint32_t free = 0, free_below_low = 0;
 	for (uint32_t i = 0; i < p->capacity; i += 64) {
 		uint64_t bits = ~p->in_use[i / 64];
 		if (p->capacity - i < 64)
 			bits &= (1ull << (p->capacity - i)) - 1;
 		free += (uint32_t)__builtin_popcountll(bits);
+		if (i < p->low) /* pool_take's hint: every page below low is taken */
+			free_below_low += (uint32_t)__builtin_popcountll(p->low - i >= 64 ? bits : bits & ((1ull << (p->low - i)) - 1));
 	}
-	return free;
+	return free_below_low ? UINT32_MAX : free;
 }
 
 const char *check_tables(const struct pt *pt, const struct shadow *sh, uint64_t bound, char *buf, size_t len)
@@ -331,7 +333,7 @@ const char *check_tables(const struct pt *pt, const struct shadow *sh, uint64_t 
 	}
 	uint32_t free_pages = free_pages_counted(pool);
 	if (free_pages == UINT32_MAX) {
-		fail(&c, "accounting: a summary bit of the pool's free-page bitmap is wrong");
+		fail(&c, "accounting: a summary bit of the pool's free-page bitmap, or its low hint, is wrong");
 		return buf;
 	}
 	if (pool->used + free_pages != pool->capacity) {

@@ -529,6 +529,10 @@ static void test_pool_lowest_first(void)
 	bad = check_tables(&e.pt, &e.sh, 0, buf, sizeof(buf));
 	T_CHECK(bad && strstr(bad, "summary bit"), "a wrong summary bit passed the checker: %s", bad ? bad : "ok");
 	e.pool.full[0][0] ^= 1;
+	e.pool.low += 1; /* "page `low` is taken": it is free */
+	bad = check_tables(&e.pt, &e.sh, 0, buf, sizeof(buf));
+	T_CHECK(bad && strstr(bad, "low hint"), "a wrong low hint passed the checker: %s", bad ? bad : "ok");
+	e.pool.low -= 1;
 	env_close(&e);
 }
 
