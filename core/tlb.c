@@ -33,6 +33,20 @@ void tlb_flush(struct tlb *t, unsigned v)
 	c->flushes++;
 }
 
+uint32_t tlb_flush_point(struct tlb *t, unsigned v)
+{
+	if (v >= t->nvcpus)
+		return 0;
+	struct pool *pool = t->pt->pool;
+	tlb_flush(t, v);
+	t->flushed[v] = pool_epoch_advance(pool);
+	uint64_t safe = t->flushed[0];
+	for (unsigned i = 1; i < t->nvcpus; i++)
+		if (t->flushed[i] < safe)
+			safe = t->flushed[i];
+	return pool_reclaim(pool, safe);
+}
+
 void tlb_flush_all(struct tlb *t)
 {
 	for (unsigned v = 0; v < t->nvcpus; v++)

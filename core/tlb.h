@@ -55,6 +55,7 @@ struct tlb {
 	const struct pt *pt;
 	unsigned nvcpus;
 	struct tlb_vcpu vcpu[TLB_MAX_VCPUS];
+	uint64_t flushed[TLB_MAX_VCPUS]; /* the pool's epoch each vCPU started at its last flush point */
 };
 
 /* Where a walk found its answer. */
@@ -65,6 +66,13 @@ int tlb_init(struct tlb *t, const struct pt *pt, unsigned nvcpus);
 
 /* A flush point of vCPU v: it forgets every pointer and translation. */
 void tlb_flush(struct tlb *t, unsigned v);
+
+/* The same under deferred reclamation (pool_defer; docs/live-tables.md),
+ * the epoch rule in one place: vCPU v flushes and starts a new epoch of the
+ * pool of t's tables, and the pool gets back every page retired before the
+ * oldest epoch that all vCPUs have flushed past. Returns the pages given
+ * back. */
+uint32_t tlb_flush_point(struct tlb *t, unsigned v);
 void tlb_flush_all(struct tlb *t);
 
 /* vCPU v accesses va as the CPU would: a cached translation if it has one,

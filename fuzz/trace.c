@@ -45,11 +45,10 @@ struct trace {
 	int inject;            /* the next slot callback fails with this (-errno) */
 	FILE *err;             /* where mismatches are reported */
 	uint32_t max_pool;     /* largest pool a trace may ask for, in pages */
-	/* live tables (`vcpus N`): deferral on, the vCPU model, and the epoch
-	 * each vCPU read at its last flush point */
+	/* live tables (`vcpus N`): deferral on, and the vCPU model with the
+	 * epoch each vCPU read at its last flush point */
 	unsigned nvcpus;
 	struct tlb tlb;
-	uint64_t flushed[TLB_MAX_VCPUS];
 };
 
 static int live_setup(struct trace *t);
@@ -700,20 +699,7 @@ static int live_setup(struct trace *t)
 	int ret = pool_defer(&t->pool);
 	if (!ret)
 		ret = tlb_init(&t->tlb, &t->pt, t->nvcpus);
-	memset(t->flushed, 0, sizeof(t->flushed));
 	return ret;
-}
-
-/* vCPU v passes a flush point; then what every vCPU flushed past goes back. */
-static uint32_t live_flush(struct trace *t, unsigned v)
-{
-	tlb_flush(&t->tlb, v);
-	t->flushed[v] = pool_epoch_advance(&t->pool);
-	uint64_t safe = t->flushed[0];
-	for (unsigned i = 1; i < t->nvcpus; i++)
-		if (t->flushed[i] < safe)
-			safe = t->flushed[i];
-	return pool_reclaim(&t->pool, safe);
 }
 
 static int live_after(struct trace *t, const char *op, bool shootdown)
@@ -721,7 +707,7 @@ static int live_after(struct trace *t, const char *op, bool shootdown)
 	if (!t->nvcpus || !t->pt.root)
 		return 0;
 	for (unsigned v = 0; shootdown && v < t->nvcpus; v++)
-		live_flush(t, v);
+		tlb_flush_point(&t->tlb, v);
 	char buf[512];
 	const char *bad = tlb_check(&t->tlb, buf, sizeof(buf));
 	return bad ? mismatch(t, "after %s: %s", op, bad) : 0;
@@ -755,7 +741,7 @@ static int op_vcpu(struct trace *t, struct args *a)
 	if (need_tables(t))
 		return bad(a, "cannot allocate the default pool");
 	if (!strcmp(a->v[2], "flush") && a->n == 3) {
-		uint32_t n = live_flush(t, (unsigned)v);
+		uint32_t n = tlb_flush_point(&t->tlb, (unsigned)v);
 		fprintf(t->out, "vcpu %" PRIu64 " flush: %u table pages reclaimed\n", v, n);
 		return 0;
 	}
