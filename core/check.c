@@ -310,6 +310,21 @@ static uint32_t free_pages_counted(const struct pool *p)
 	return free_below_low ? UINT32_MAX : free;
 }
 
+const char *check_pool(const struct pool *pool, char *buf, size_t len)
+{
+	uint32_t free_pages = free_pages_counted(pool);
+	if (free_pages == UINT32_MAX) {
+		snprintf(buf, len, "accounting: a summary bit of the pool's free-page bitmap, or its low hint, is wrong");
+		return buf;
+	}
+	if (pool->used + free_pages != pool->capacity) {
+		snprintf(buf, len, "accounting: used %u + free pages %u != capacity %u", pool->used, free_pages,
+			 pool->capacity);
+		return buf;
+	}
+	return NULL;
+}
+
 const char *check_tables(const struct pt *pt, const struct shadow *sh, uint64_t bound, char *buf, size_t len)
 {
 	struct pool *pool = pt->pool;
@@ -331,15 +346,8 @@ const char *check_tables(const struct pt *pt, const struct shadow *sh, uint64_t 
 		     (unsigned long long)c.refs, pool_retired(pool));
 		return buf;
 	}
-	uint32_t free_pages = free_pages_counted(pool);
-	if (free_pages == UINT32_MAX) {
-		fail(&c, "accounting: a summary bit of the pool's free-page bitmap, or its low hint, is wrong");
+	if (check_pool(pool, buf, len))
 		return buf;
-	}
-	if (pool->used + free_pages != pool->capacity) {
-		fail(&c, "accounting: used %u + free pages %u != capacity %u", pool->used, free_pages, pool->capacity);
-		return buf;
-	}
 	/* Live tables never pass the bound; retired pages may (docs/live-tables.md). */
 	if (bound && pool->used - pool_retired(pool) > bound) {
 		fail(&c, "accounting: pool used %u (%u retired) above the bound %llu", pool->used, pool_retired(pool),

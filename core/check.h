@@ -7,6 +7,7 @@
 #include <stdint.h>
 
 struct pt;
+struct pool;
 struct shadow;
 struct slots;
 
@@ -15,6 +16,12 @@ struct slots;
  * <= bound when bound != 0) and
  * canonical form. NULL when all hold, else buf holding the description. */
 const char *check_tables(const struct pt *pt, const struct shadow *sh, uint64_t bound, char *buf, size_t len);
+
+/* The pool's own accounting, part of check_tables and cheap enough for every
+ * operation (O(pages taken / 64)): every summary bit of the free-page bitmap
+ * matches its word, no page below pool_take's low hint is free, used + free
+ * == capacity. NULL, or what is wrong written into buf. */
+const char *check_pool(const struct pool *pool, char *buf, size_t len);
 
 /* Translation of [va, va+len) only, against sh: the cheap per-op check. */
 const char *check_range(const struct pt *pt, const struct shadow *sh, uint64_t va, uint64_t len, char *buf, size_t len_buf);
@@ -29,7 +36,6 @@ const char *check_rebuild(const struct pt *pt, const struct shadow *sh, char *bu
  * pages of room; pool_reset here, so each call costs what the last one
  * used): no allocation, for a process that checks many small trees. */
 #define REBUILD_SCRATCH_PAGES 1024
-struct pool;
 const char *check_rebuild_in(const struct pt *pt, const struct shadow *sh, struct pool *scratch, char *buf, size_t len);
 
 /* The same, calling progress (when not NULL) after each chunk with the
