@@ -43,7 +43,7 @@ FZ_DRIVER_libfuzzer := fuzz/driver_libfuzzer.c
 # out of it with a deny list instead (AFL_LLVM_DENYLIST): the core oracle
 # sources and the functions of each target's oracle section (between
 # FUZZ_ORACLE_BEGIN and FUZZ_ORACLE_END, fuzzer.h). Its edges steer nothing and
-# cost a third of the plain build's instructions (bench/fuzz-speed).
+# were a third of the plain build's instructions on a fuzz_pt corpus (callgrind).
 # FUZZ_ORACLE_COV=1 keeps them instrumented here too.
 FZ_AFL_DENYLIST := $(B)/afl-denylist.txt
 ifneq ($(FUZZ_ORACLE_COV),1)
@@ -121,7 +121,7 @@ $(foreach v,$(FUZZ_OWN_VARIANTS),$(eval $(call fuzz_obj_rules,$(v))))
 # The oracle runs without ASan in the libFuzzer build (UBSan stays): it
 # reads the pool (mmap'd pages, where ASan has no redzones) and the shadow,
 # the engine under test keeps every check, and the oracle's ASan checks cost
-# about a sixth of the time. The replay-asan build (make check) still runs
+# 5-15% of the CPU per input (paired replays). The replay-asan build (make check) still runs
 # the oracle under ASan. FUZZ_ORACLE_ASAN=1 puts it back.
 ifneq ($(FUZZ_ORACLE_ASAN),1)
 $(call obj,libfuzzer,$(FUZZ_ORACLE_SRCS)): FUZZ_SAN := -fsanitize=undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
