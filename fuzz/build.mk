@@ -39,19 +39,40 @@ FZ_COV_libfuzzer    := -fsanitize=fuzzer-no-link
 FZ_LD_libfuzzer     := $(CLANG) -fsanitize=fuzzer $(FUZZ_SAN)
 FZ_DRIVER_libfuzzer := fuzz/driver_libfuzzer.c
 
-FZ_ENV_afl          := AFL_QUIET=1
+# AFL++'s instrumentation ignores no_sanitize("coverage"): the oracle is kept
+# out of it with a deny list instead (AFL_LLVM_DENYLIST): the core oracle
+# sources and the functions of each target's oracle section (between
+# FUZZ_ORACLE_BEGIN and FUZZ_ORACLE_END, fuzzer.h). Its edges steer nothing and
+# were a third of the plain build's instructions on a fuzz_pt corpus (callgrind).
+# FUZZ_ORACLE_COV=1 keeps them instrumented here too.
+FZ_AFL_DENYLIST := $(B)/afl-denylist.txt
+ifneq ($(FUZZ_ORACLE_COV),1)
+FZ_AFL_DENY := AFL_LLVM_DENYLIST=$(abspath $(FZ_AFL_DENYLIST))
+endif
+$(FZ_AFL_DENYLIST): fuzz/build.mk $(FUZZ_SRCS)
+	@mkdir -p $(@D)
+	@{ for s in $(FUZZ_ORACLE_SRCS); do echo "src: $$s"; done; \
+	   awk '/^FUZZ_ORACLE_BEGIN/ { p = 1 } /^FUZZ_ORACLE_END/ { p = 0 } \
+		p && /^[a-z].*[a-z_0-9]+\(/ && !/;$$/ { s = $$0; sub(/\(.*/, "", s); n = split(s, w, /[ *]+/); print "fun: " w[n] }' \
+		$(FUZZ_SRCS); } >$@.tmp
+	@cmp -s $@.tmp $@ && rm $@.tmp || mv $@.tmp $@
+
+FZ_ENV_afl          := AFL_QUIET=1 $(FZ_AFL_DENY)
+FZ_PRE_afl          := $(FZ_AFL_DENYLIST)
+FZ_PRE_afl-asan     := $(FZ_AFL_DENYLIST)
+FZ_PRE_afl-cmplog   := $(FZ_AFL_DENYLIST)
 FZ_CC_afl           := $(AFL_CC)
 FZ_CFLAGS_afl       := -O2 -DPT_DEBUG -DFUZZING_BUILD_MODE_UNSAFE_FOR_PRODUCTION
 FZ_LD_afl           := $(AFL_CC)
 FZ_DRIVER_afl       := fuzz/driver_afl.c
 
-FZ_ENV_afl-asan     := AFL_QUIET=1 AFL_USE_ASAN=1 AFL_USE_UBSAN=1
+FZ_ENV_afl-asan     := AFL_QUIET=1 AFL_USE_ASAN=1 AFL_USE_UBSAN=1 $(FZ_AFL_DENY)
 FZ_CC_afl-asan      := $(AFL_CC)
 FZ_CFLAGS_afl-asan  := -O1 -DPT_DEBUG -DFUZZING_BUILD_MODE_UNSAFE_FOR_PRODUCTION -fno-omit-frame-pointer
 FZ_LD_afl-asan      := $(AFL_CC)
 FZ_DRIVER_afl-asan  := fuzz/driver_afl.c
 
-FZ_ENV_afl-cmplog   := AFL_QUIET=1 AFL_LLVM_CMPLOG=1
+FZ_ENV_afl-cmplog   := AFL_QUIET=1 AFL_LLVM_CMPLOG=1 $(FZ_AFL_DENY)
 FZ_CC_afl-cmplog    := $(AFL_CC)
 FZ_CFLAGS_afl-cmplog := -O2 -DPT_DEBUG -DFUZZING_BUILD_MODE_UNSAFE_FOR_PRODUCTION
 FZ_LD_afl-cmplog    := $(AFL_CC)
@@ -88,15 +109,24 @@ FZ_CFLAGS_encode  := -O1
 
 # Object rules of the variants this file owns (cov is the top Makefile's).
 define fuzz_obj_rules
-$(B)/$(1)/%.o: %.c | deps-stamp
+$(B)/$(1)/%.o: %.c | deps-stamp $(FZ_PRE_$(1))
 	@mkdir -p $$(@D)
 	$$(FZ_ENV_$(1)) $$(FZ_CC_$(1)) $$(BASE) -Ifuzz $$(FZ_CFLAGS_$(1)) -c $$< -o $$@
-$(B)/$(1)/%.o: %.S | deps-stamp
+$(B)/$(1)/%.o: %.S | deps-stamp $(FZ_PRE_$(1))
 	@mkdir -p $$(@D)
 	$$(FZ_ENV_$(1)) $$(FZ_CC_$(1)) $$(BASE) -Ifuzz $$(FZ_CFLAGS_$(1)) -c $$< -o $$@
 endef
 $(foreach v,$(FUZZ_OWN_VARIANTS),$(eval $(call fuzz_obj_rules,$(v))))
 
+# The oracle runs without ASan in the libFuzzer build (UBSan stays): it
+# reads the pool (mmap'd pages, where ASan has no redzones) and the shadow,
+# the engine under test keeps every check, and the oracle's ASan checks cost
+# 5-15% of the CPU per input (paired replays). The replay-asan build (make check) still runs
+# the oracle under ASan. FUZZ_ORACLE_ASAN=1 puts it back.
+ifneq ($(FUZZ_ORACLE_ASAN),1)
+$(call obj,libfuzzer,$(FUZZ_ORACLE_SRCS)): FUZZ_SAN := -fsanitize=undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
+$(call obj,libfuzzer,$(FUZZ_SRCS)): FZ_CFLAGS_libfuzzer += -DFUZZ_ORACLE_NOASAN
+endif
 ifneq ($(FUZZ_ORACLE_COV),1)
 $(call obj,libfuzzer,$(FUZZ_ORACLE_SRCS)): FZ_COV_libfuzzer :=
 else

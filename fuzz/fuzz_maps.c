@@ -175,9 +175,7 @@ static void fz_fail(struct fz *f, const char *fmt, ...)
 	abort();
 }
 
-#if defined(__clang__) && !defined(FUZZ_ORACLE_COV)
-#pragma clang attribute push(__attribute__((no_sanitize("coverage"))), apply_to = function)
-#endif
+FUZZ_ORACLE_BEGIN
 
 /* Reads the text as the reference: good lines up to the first bad one. */
 static void ref_read(struct fz *f)
@@ -310,9 +308,7 @@ out:
 	free(phys);
 }
 
-#if defined(__clang__) && !defined(FUZZ_ORACLE_COV)
-#pragma clang attribute pop
-#endif
+FUZZ_ORACLE_END
 
 /* ---- the hooks ---- */
 

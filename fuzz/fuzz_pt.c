@@ -410,12 +410,9 @@ static void fz_fail(struct fz *f, const char *fmt, ...)
 	abort();
 }
 
-/* The oracle below is compiled without coverage feedback under clang: its
- * comparisons steer nothing and cost most of the time under trace-cmp
- * (bench/fuzz-speed). -DFUZZ_ORACLE_COV keeps it instrumented. */
-#if defined(__clang__) && !defined(FUZZ_ORACLE_COV)
-#pragma clang attribute push(__attribute__((no_sanitize("coverage"))), apply_to = function)
-#endif
+/* The oracle below: no coverage feedback, no ASan in the libFuzzer build
+ * (fuzzer.h says why). */
+FUZZ_ORACLE_BEGIN
 
 /* ---- independent argument rules (DESIGN.md core contract) ---- */
 
@@ -1061,9 +1058,7 @@ static void run_empty(struct fz *f, const struct op *op)
 		probe_empty(f, lin(op->va), lin(op->va) + op->len);
 }
 
-#if defined(__clang__) && !defined(FUZZ_ORACLE_COV)
-#pragma clang attribute pop
-#endif
+FUZZ_ORACLE_END
 
 /* ---- the hooks ---- */
 

@@ -399,9 +399,7 @@ static void print_cut_op(FILE *out, const struct fz *f, const struct op *op, uin
 	print_op(out, &o, pm, resolved);
 }
 
-#if defined(__clang__) && !defined(FUZZ_ORACLE_COV)
-#pragma clang attribute push(__attribute__((no_sanitize("coverage"))), apply_to = function)
-#endif
+FUZZ_ORACLE_BEGIN
 
 /* ---- the recorder: KVM_SET_USER_MEMORY_REGION semantics ---- */
 
@@ -1116,9 +1114,7 @@ static void run_mapall_region(struct fz *f, const struct phys_region *r)
 	(void)kvm0;
 }
 
-#if defined(__clang__) && !defined(FUZZ_ORACLE_COV)
-#pragma clang attribute pop
-#endif
+FUZZ_ORACLE_END
 
 /* ---- live tables: the vCPU model ---- */
 

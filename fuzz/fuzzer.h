@@ -19,6 +19,29 @@ int fuzz_init(void);
  * abort(). Returns 0 otherwise. */
 int fuzz_one(const uint8_t *data, size_t size, FILE *trace);
 
+/* A target's oracle (its checks, not its decoder) sits between
+ * FUZZ_ORACLE_BEGIN and FUZZ_ORACLE_END. Under clang it gets no coverage
+ * feedback (its branches steer nothing and cost time under trace-cmp; the
+ * AFL++ builds keep it out with a deny list made from these markers, see
+ * fuzz/build.mk) and, with -DFUZZ_ORACLE_NOASAN (the libFuzzer build), no
+ * ASan checks on its own loads: it only reads the pool and the shadow,
+ * and the replay-asan build still runs it under ASan. -DFUZZ_ORACLE_COV
+ * keeps the coverage. */
+#if defined(__clang__) && !defined(FUZZ_ORACLE_COV) && defined(FUZZ_ORACLE_NOASAN)
+#define FUZZ_ORACLE_BEGIN \
+	_Pragma("clang attribute push(__attribute__((no_sanitize(\"coverage\", \"address\"))), apply_to = function)")
+#elif defined(__clang__) && !defined(FUZZ_ORACLE_COV)
+#define FUZZ_ORACLE_BEGIN _Pragma("clang attribute push(__attribute__((no_sanitize(\"coverage\"))), apply_to = function)")
+#elif defined(__clang__) && defined(FUZZ_ORACLE_NOASAN)
+#define FUZZ_ORACLE_BEGIN _Pragma("clang attribute push(__attribute__((no_sanitize(\"address\"))), apply_to = function)")
+#endif
+#ifdef FUZZ_ORACLE_BEGIN
+#define FUZZ_ORACLE_END _Pragma("clang attribute pop")
+#else
+#define FUZZ_ORACLE_BEGIN
+#define FUZZ_ORACLE_END
+#endif
+
 /* Byte cursor: fuzz_u8/u16/u64 return 0 once the input is used up. */
 struct fuzz_in {
 	const uint8_t *p;
