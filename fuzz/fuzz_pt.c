@@ -361,7 +361,6 @@ struct fz {
 	struct shadow sh;
 	uint64_t *mark;      /* our own table-reference bitmap */
 	struct tlb tlb;      /* live tables */
-	uint64_t flushed[LIVE_VCPUS];
 	char buf[512];
 };
 
@@ -784,6 +783,9 @@ static void check_counts(struct fz *f)
 		pop += (uint64_t)__builtin_popcountll(p->in_use[k]);
 	if (pop != p->used)
 		fz_fail(f, "accounting: pool used %u, in-use bitmap has %llu", p->used, (unsigned long long)pop);
+	const char *bad = check_pool(p, f->buf, sizeof(f->buf)); /* the free-page summaries and hint */
+	if (bad)
+		fz_fail(f, "check_pool: %s", bad);
 }
 
 /* pt_lookup at linear x against the prediction. */
@@ -901,22 +903,10 @@ static void check_full(struct fz *f, bool rebuild)
 
 /* ---- live tables ---- */
 
-/* vCPU v passes a flush point; then what every vCPU flushed past goes back. */
-static void live_flush(struct fz *f, unsigned v)
-{
-	tlb_flush(&f->tlb, v);
-	f->flushed[v] = pool_epoch_advance(&f->pool);
-	uint64_t safe = f->flushed[0];
-	for (unsigned i = 1; i < LIVE_VCPUS; i++)
-		if (f->flushed[i] < safe)
-			safe = f->flushed[i];
-	pool_reclaim(&f->pool, safe);
-}
-
 static void live_shootdown(struct fz *f)
 {
 	for (unsigned v = 0; v < LIVE_VCPUS; v++)
-		live_flush(f, v);
+		tlb_flush_point(&f->tlb, v);
 }
 
 static void run_walk(struct fz *f, const struct op *op)
@@ -1092,7 +1082,6 @@ int fuzz_one(const uint8_t *data, size_t size, FILE *trace)
 	f->checked = 0;
 	memset(&f->pt, 0, sizeof(f->pt));
 	memset(f->cut, 0, sizeof(f->cut));
-	memset(f->flushed, 0, sizeof(f->flushed)); /* epochs restart with pool_defer */
 	struct fuzz_in in = { data, size };
 	dec_header(&in, &f->h);
 	if (trace)
@@ -1139,7 +1128,7 @@ int fuzz_one(const uint8_t *data, size_t size, FILE *trace)
 			run_walk(f, &op);
 			break;
 		case OP_VCPU_FLUSH:
-			live_flush(f, op.vcpu);
+			tlb_flush_point(&f->tlb, op.vcpu);
 			break;
 		default:
 			run_set(f, &op);

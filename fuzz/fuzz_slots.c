@@ -345,7 +345,6 @@ struct fz {
 	size_t nblocks, cap_blocks;
 	/* live tables */
 	struct tlb tlb;
-	uint64_t flushed[LIVE_VCPUS];   /* epoch each vCPU read at its last flush point */
 	uint64_t resolved[MAX_OPS];     /* per op, for the trace: see print_op */
 	uint32_t nslots;          /* model blocks that are slots (not mmio) */
 	int32_t *bhash;           /* PA -> index + 1 into blocks, BHASH entries */
@@ -1156,18 +1155,6 @@ static void run_walk(struct fz *f, unsigned v, uint64_t va)
 			(unsigned long long)tr.pa, lr, (unsigned long long)pa);
 }
 
-/* A flush point, then whatever every vCPU has flushed past goes back. */
-static void run_flush(struct fz *f, unsigned v)
-{
-	tlb_flush(&f->tlb, v);
-	f->flushed[v] = pool_epoch_advance(&f->pool);
-	uint64_t safe = f->flushed[0];
-	for (unsigned i = 1; i < LIVE_VCPUS; i++)
-		if (f->flushed[i] < safe)
-			safe = f->flushed[i];
-	pool_reclaim(&f->pool, safe);
-}
-
 /* ---- the hooks ---- */
 
 /* Memory reused by every input (each starts from an empty model; only the
@@ -1392,7 +1379,7 @@ int fuzz_one(const uint8_t *data, size_t size, FILE *trace)
 			run_walk(f, op.vcpu, f->resolved[f->nop - 1]);
 			break;
 		case OP_VCPU_FLUSH:
-			run_flush(f, op.vcpu);
+			tlb_flush_point(&f->tlb, op.vcpu);
 			break;
 		case OP_FAULT_IN:
 		case OP_FAULT_VA:
