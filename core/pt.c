@@ -334,17 +334,18 @@ static unsigned entry_index(const uint64_t *pte)
 	return (unsigned)((uintptr_t)pte / sizeof(*pte)) & (PT_ENTRIES - 1);
 }
 
-/* Entries [i, j) of the table are present now: widen its extent. Written
- * as selects, not branches: whether a table is new, and on which side of
- * its extent a small map lands, are coin tosses to a branch predictor. */
-static inline void extent_add(struct pool_page_info *info, unsigned i, unsigned j)
+/* Entries [i, j) of the table are present now: widen its extent. */
+static void extent_add(struct pool_page_info *info, unsigned i, unsigned j)
 {
-	unsigned lo = info->lo, hi = info->hi;
-	bool none = lo >= hi;
-	lo = none || i < lo ? i : lo;
-	hi = none || j > hi ? j : hi;
-	info->lo = (uint16_t)lo;
-	info->hi = (uint16_t)hi;
+	if (info->lo >= info->hi) {
+		info->lo = (uint16_t)i;
+		info->hi = (uint16_t)j;
+		return;
+	}
+	if (i < info->lo)
+		info->lo = (uint16_t)i;
+	if (j > info->hi)
+		info->hi = (uint16_t)j;
 }
 
 /* Entries [i, j) of the table were cleared: narrow its extent where that is
@@ -405,16 +406,18 @@ static void install_table(struct pt *pt, uint64_t *pte, int level)
  * counts them as it writes them. The bookkeeping matters: the run's entries
  * are usually not in the cache, and a map that only stores to them does not
  * wait for them, while a load does. */
-static inline unsigned run_present(const struct pool_page_info *info, unsigned i, unsigned n, bool *scan)
+static unsigned run_present(const struct pool_page_info *info, unsigned i, unsigned n, bool *scan)
 {
-	unsigned count = info->count, lo = info->lo, hi = info->hi;
-	bool misses = count == 0 || i + n <= lo || i >= hi;
-	bool covers = n == PT_ENTRIES || (i <= lo && i + n >= hi);
-	bool full = count == PT_ENTRIES;
-	/* Selects again; only the rare "scan" is a branch, in the caller. */
-	*scan = !misses && !covers && !full;
-	unsigned known = full ? n : covers ? count : 0;
-	return misses ? 0 : known;
+	unsigned count = info->count;
+	*scan = false;
+	if (count == 0 || n == PT_ENTRIES || i + n <= info->lo || i >= info->hi)
+		return n == PT_ENTRIES ? count : 0;
+	if (count == PT_ENTRIES)
+		return n;
+	if (i <= info->lo && i + n >= info->hi)
+		return count;
+	*scan = true;
+	return 0;
 }
 
 /* The writing visitors take `clear` as a constant: each is wrapped twice
