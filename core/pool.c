@@ -13,9 +13,9 @@
 /* Free pages: pool_take always takes the free page with the lowest address.
  * Tables taken together then sit together, which is what the hardware likes:
  * a 1 GiB map writes 512 neighbouring pages rather than 512 scattered ones
- * (make bench: about 1.6x faster, flushed or hot), and pages never taken
- * (from `fresh` up) stay zero and untouched, so a large pool costs nothing
- * until used. The lowest free page is found in O(levels), at most
+ * (make bench here: a 1 GiB map of 4 KiB pages, caches flushed, 163 ->
+ * 105 us). Pages never taken (from `fresh` up) stay zero and untouched, so
+ * a large pool costs nothing until used. The lowest free page is found in O(levels), at most
  * POOL_SUMMARY_LEVELS + 1 words read: the in-use bitmap has a summary bit per
  * word ("all ones"), and that summary one, and so on up to one word. Take and
  * give touch no page memory.
