@@ -39,7 +39,8 @@ struct pool {
 	uint32_t low;         /* every page below this is in use: where pool_take looks first */
 	bool mapped;          /* memory came from pool_init_mmap */
 	struct pool_live {    /* deferred reclamation (pool_defer) */
-		bool on;              /* pool_give retires; all below is zero when off */
+		bool on;              /* pool_give retires; when off, head, count and epoch are 0 (the
+		                       * list below may stay mapped for the next pool_defer) */
 		uint32_t *ring;       /* indices of retired pages, oldest first; mapped by the first
 		                       * pool_defer and kept (room entries) until pool_destroy */
 		uint64_t *ring_epoch; /* the epoch each was retired in (non-decreasing) */
