@@ -112,30 +112,32 @@ uint32_t pte_leaf_opts(uint64_t pte, int level)
 static inline __attribute__((always_inline)) int walk(const struct pt *pt, uint64_t start, uint64_t end,
 						     const struct pt_walk_ops *ops, void *priv, bool trusted)
 {
+	/* The table the walk is in at each level: all the state it keeps in
+	 * memory. Where the walk leaves a table, and the entry above that points
+	 * to it, follow from the address (a table at `level` covers one entry
+	 * of level + 1), so they are computed, not stored: every store here
+	 * queues behind the map's own entry stores, which miss in the cache. */
 	uint64_t *table[PT_MAX_LEVELS];
-	uint64_t *parent[PT_MAX_LEVELS]; /* the entry that points to table[level] */
-	uint64_t stop[PT_MAX_LEVELS];    /* where the walk leaves table[level] */
 	int top = pt->levels - 1;
 	int level = top;
 	uint64_t addr = start;
 
 	table[top] = pt->root;
-	parent[top] = NULL;
-	stop[top] = end;
 	while (addr < end) {
-		uint64_t next = pt_addr_end(addr, stop[level], level);
+		uint64_t next = pt_addr_end(addr, end, level);
 		uint64_t *pte = &table[level][pt_index(addr, level)];
 		int ret = 0;
 		if (level == PT_LEVEL_4K && ops->leaf_run) {
 			/* The whole run, holes included, without reading it here: a
 			 * table's entries are often not in the cache, and the visitor
 			 * may know from the pool's bookkeeping what they hold. */
-			next = stop[level];
+			next = pt_addr_end(addr, end, level + 1);
 			ret = ops->leaf_run(priv, pte, (unsigned)((next - addr) >> PT_PAGE_SHIFT), addr);
 		} else if (ops->skip_holes && !pte_present(*pte)) {
 			/* Jump over the run of holes in one tight loop. */
-			while (next < stop[level] && !pte_present(table[level][pt_index(next, level)]))
-				next = pt_addr_end(next, stop[level], level);
+			uint64_t stop = level == top ? end : pt_addr_end(addr, end, level + 1);
+			while (next < stop && !pte_present(table[level][pt_index(next, level)]))
+				next = pt_addr_end(next, stop, level);
 		} else {
 			ret = ops->entry(priv, pte, level, addr, next);
 		}
@@ -144,19 +146,19 @@ static inline __attribute__((always_inline)) int walk(const struct pt *pt, uint6
 			level--;
 			PT_ASSERT(pt_child(pt, *pte) != NULL);
 			table[level] = trusted ? pool_page_at(pt->pool, *pte & PTE_ADDR_MASK) : pt_child(pt, *pte);
-			parent[level] = pte;
-			stop[level] = next;
 			continue;
 		}
 		if (ret)
 			return ret;
 		addr = next;
-		while (level < top && addr == stop[level]) {
+		/* Leave each table whose range is done: addr reached the end, or
+		 * the end of the level + 1 entry the table stands for. */
+		while (level < top && (addr == end || !(addr & (pt_level_size(level + 1) - 1)))) {
 			level++;
 			if (!ops->leave)
 				continue;
 			uint64_t entry_start = (addr - 1) & ~(pt_level_size(level) - 1);
-			ret = ops->leave(priv, parent[level - 1], level, entry_start);
+			ret = ops->leave(priv, &table[level][pt_index(entry_start, level)], level, entry_start);
 			if (ret)
 				return ret;
 		}
@@ -244,9 +246,8 @@ static inline bool map_fast_ok(const struct pt *pt, uint64_t va, uint64_t len, u
 
 struct set_walk {
 	struct pt *pt;
-	uint64_t va;     /* linear start of the operation */
 	uint64_t end;    /* linear end of the operation */
-	uint64_t pa;     /* pa of va */
+	uint64_t pa_off; /* a map's pa - va: address addr maps to pa addr + pa_off (mod 2^64) */
 	uint32_t opts;
 	uint64_t leaf_4k; /* a 4 KiB leaf's bits but the address (make_leaf once per operation) */
 	bool clear;      /* unmap */
@@ -263,7 +264,7 @@ static inline bool leaf_fits(const struct set_walk *w, bool clear, int level, ui
 		return false;
 	if (clear)
 		return true;
-	return level <= w->pt->max_leaf && ((w->pa - w->va) & (size - 1)) == 0;
+	return level <= w->pt->max_leaf && (w->pa_off & (size - 1)) == 0;
 }
 
 /* Tables a wholly covered level-`level` entry needs under it. */
@@ -272,7 +273,7 @@ static uint64_t whole_entry_tables(const struct set_walk *w, int level)
 	uint64_t tables = 0;
 	for (int k = 1; k <= level; k++) {
 		uint64_t size = pt_level_size(k);
-		bool fits = w->clear || (k <= w->pt->max_leaf && ((w->pa - w->va) & (size - 1)) == 0);
+		bool fits = w->clear || (k <= w->pt->max_leaf && (w->pa_off & (size - 1)) == 0);
 		tables = fits ? 0 : 1 + PT_ENTRIES * tables;
 	}
 	return tables;
@@ -406,7 +407,7 @@ static void install_table(struct pt *pt, uint64_t *pte, int level)
  * counts them as it writes them. The bookkeeping matters: the run's entries
  * are usually not in the cache, and a map that only stores to them does not
  * wait for them, while a load does. */
-static unsigned run_present(const struct pool_page_info *info, unsigned i, unsigned n, bool *scan)
+static inline unsigned run_present(const struct pool_page_info *info, unsigned i, unsigned n, bool *scan)
 {
 	unsigned count = info->count;
 	*scan = false;
@@ -445,7 +446,7 @@ VISITOR int set_leaf_run(struct set_walk *w, bool clear, uint64_t *ptes, unsigne
 		extent_clear(info, i, i + n);
 		return 0;
 	}
-	uint64_t pte = (w->pa + (addr - w->va)) | w->leaf_4k;
+	uint64_t pte = (addr + w->pa_off) | w->leaf_4k;
 	if (scan) {
 		for (unsigned k = 0; k < n; k++)
 			before += (unsigned)(ptes[k] & PTE_P);
@@ -460,7 +461,7 @@ VISITOR int set_leaf_run(struct set_walk *w, bool clear, uint64_t *ptes, unsigne
 VISITOR int set_entry(struct set_walk *w, bool clear, uint64_t *pte, int level, uint64_t addr, uint64_t next)
 {
 	if (!pte_is_table(*pte, level) && leaf_fits(w, clear, level, addr, next)) {
-		entry_set(w->pt->pool, pte, clear ? 0 : make_leaf(w->pa + (addr - w->va), level, w->opts));
+		entry_set(w->pt->pool, pte, clear ? 0 : make_leaf(addr + w->pa_off, level, w->opts));
 		return 0;
 	}
 	if (clear && !pte_present(*pte))
@@ -556,17 +557,25 @@ static const struct pt_walk_ops clear_ops = {
 	.entry = clear_entry, .leaf_run = clear_leaf_run, .leave = clear_settle, .skip_holes = true
 };
 
+/* The operation [va, end) of the walks below; pa and opts only for a map.
+ * The walks build it themselves from their arguments, so that it lives in
+ * registers rather than on the stack: a store here queues behind the map's
+ * entry stores, which miss in the cache. */
+static inline struct set_walk set_walk_of(struct pt *pt, uint64_t va, uint64_t end, uint64_t pa, uint32_t opts, bool clear)
+{
+	return (struct set_walk){ .pt = pt, .end = end, .pa_off = pa - va, .opts = opts, .clear = clear,
+				  .leaf_4k = clear ? 0 : make_leaf(0, PT_LEVEL_4K, opts) };
+}
+
 /* Table pages the operation takes at most (the counting pass). Not inlined:
  * its walk's frame and the writing walk's are siblings, never stacked (the
  * fault path runs on a small signal stack). */
-static __attribute__((noinline)) uint32_t set_cost(struct set_walk *w, uint64_t len)
+static __attribute__((noinline)) uint32_t set_cost(struct pt *pt, uint64_t va, uint64_t end, uint64_t pa, uint32_t opts,
+						   bool clear)
 {
-	w->pages = 0;
-	if (w->clear)
-		walk(w->pt, w->va, w->va + len, &clear_count_ops, w, true);
-	else
-		walk(w->pt, w->va, w->va + len, &count_ops, w, true);
-	return (uint32_t)(w->pages > UINT32_MAX ? UINT32_MAX : w->pages);
+	struct set_walk w = set_walk_of(pt, va, end, pa, opts, clear);
+	walk(pt, va, end, clear ? &clear_count_ops : &count_ops, &w, true);
+	return (uint32_t)(w.pages > UINT32_MAX ? UINT32_MAX : w.pages);
 }
 
 /* A bound on what set_cost returns, from the length alone in O(1): the
@@ -579,44 +588,55 @@ static uint64_t set_upper(const struct pt *pt, uint64_t len)
 	return (len >> 20) + 2 * (uint64_t)pt->levels;
 }
 
-/* The writing pass, cannot fail. Not inlined, for the same reason. */
-static __attribute__((noinline)) void map_write(struct set_walk *w, uint64_t len)
-{
-	walk(w->pt, w->va, w->va + len, &set_ops, w, true);
-}
-
-static __attribute__((noinline)) void clear_write(struct set_walk *w, uint64_t len)
-{
-	walk(w->pt, w->va, w->va + len, &clear_ops, w, true);
-}
-
 /* All or nothing: the writing pass starts only when the pool holds what the
  * counting pass says it may take. When the pool holds even set_upper's bound
  * (nearly always: a small operation needs a handful of pages at most), the
  * counting pass could not say otherwise and is skipped; debug builds run it
- * anyway and check the bound. */
-static int set_range(struct set_walk *w, uint64_t len)
+ * anyway and check the bound. *need: the pages the writing pass may take. */
+static inline int reserve(struct pt *pt, uint64_t va, uint64_t end, uint64_t pa, uint32_t opts, bool clear,
+			  uint64_t *need)
 {
-	uint64_t need = set_upper(w->pt, len);
-	uint32_t free_pages = pool_free(w->pt->pool);
+	uint32_t free_pages = pool_free(pt->pool);
+	*need = set_upper(pt, end - va);
 #ifdef PT_DEBUG
-	uint32_t exact = set_cost(w, len);
-	PT_ASSERT(exact <= need);
-	if (need > free_pages)
-		need = exact;
+	uint32_t exact = set_cost(pt, va, end, pa, opts, clear);
+	PT_ASSERT(exact <= *need);
+	if (*need > free_pages)
+		*need = exact;
 #else
-	if (need > free_pages)
-		need = set_cost(w, len);
+	if (*need > free_pages)
+		*need = set_cost(pt, va, end, pa, opts, clear);
 #endif
-	if (need > free_pages)
-		return -ENOMEM;
-	uint32_t before = w->pt->pool->used;
-	if (w->clear)
-		clear_write(w, len);
-	else
-		map_write(w, len);
-	PT_ASSERT(w->pt->pool->used <= before + need);
-	(void)before;
+	return *need > free_pages ? -ENOMEM : 0;
+}
+
+/* May the writing pass start without the counting pass? Yes when the pool
+ * holds even set_upper's bound; never in debug builds, which always count
+ * (reserve checks the bound against the exact count). */
+static inline bool pool_holds_bound(const struct pt *pt, uint64_t len)
+{
+#ifdef PT_DEBUG
+	(void)pt, (void)len;
+	return false;
+#else
+	return set_upper(pt, len) <= pool_free(pt->pool);
+#endif
+}
+
+/* The writing passes, which cannot fail (they return 0, so that the common
+ * case of pt_map and pt_unmap is a tail call: no frame, no stores). Not
+ * inlined, for the same reason as set_cost. */
+static __attribute__((noinline)) int map_write(struct pt *pt, uint64_t va, uint64_t end, uint64_t pa, uint32_t opts)
+{
+	struct set_walk w = set_walk_of(pt, va, end, pa, opts, false);
+	walk(pt, va, end, &set_ops, &w, true);
+	return 0;
+}
+
+static __attribute__((noinline)) int clear_write(struct pt *pt, uint64_t va, uint64_t end)
+{
+	struct set_walk w = set_walk_of(pt, va, end, 0, 0, true);
+	walk(pt, va, end, &clear_ops, &w, true);
 	return 0;
 }
 
@@ -625,8 +645,7 @@ int pt_map_cost(const struct pt *pt, uint64_t va, uint64_t len, uint64_t pa, uin
 	if (pt_check_map(pt, va, len, pa, opts, NULL))
 		return -EINVAL;
 	uint64_t lin = pt_linear(pt, va);
-	struct set_walk w = { .pt = (struct pt *)pt, .va = lin, .end = lin + len, .pa = pa, .opts = opts };
-	*pages = set_cost(&w, len);
+	*pages = set_cost((struct pt *)pt, lin, lin + len, pa, opts, false);
 	return 0;
 }
 
@@ -635,31 +654,59 @@ int pt_unmap_cost(const struct pt *pt, uint64_t va, uint64_t len, uint32_t *page
 	if (pt_check_range(pt, va, len, NULL))
 		return -EINVAL;
 	uint64_t lin = pt_linear(pt, va);
-	struct set_walk w = { .pt = (struct pt *)pt, .va = lin, .end = lin + len, .clear = true };
-	*pages = set_cost(&w, len);
+	*pages = set_cost((struct pt *)pt, lin, lin + len, 0, 0, true);
+	return 0;
+}
+
+/* pt_map and pt_unmap but for their common case: full argument checks, the
+ * counting pass when needed. */
+static __attribute__((noinline)) int map_checked(struct pt *pt, uint64_t va, uint64_t len, uint64_t pa, uint32_t opts)
+{
+	if (pt_check_map(pt, va, len, pa, opts, NULL))
+		return -EINVAL;
+	uint64_t lin = pt_linear(pt, va), need;
+	if (reserve(pt, lin, lin + len, pa, opts, false, &need))
+		return -ENOMEM;
+	uint32_t before = pt->pool->used;
+	map_write(pt, lin, lin + len, pa, opts);
+	PT_ASSERT(pt->pool->used <= before + need);
+	(void)before;
+	return 0;
+}
+
+static __attribute__((noinline)) int unmap_checked(struct pt *pt, uint64_t va, uint64_t len)
+{
+	if (pt_check_range(pt, va, len, NULL))
+		return -EINVAL;
+	uint64_t lin = pt_linear(pt, va), need;
+	if (reserve(pt, lin, lin + len, 0, 0, true, &need))
+		return -ENOMEM;
+	uint32_t before = pt->pool->used;
+	clear_write(pt, lin, lin + len);
+	PT_ASSERT(pt->pool->used <= before + need);
+	(void)before;
 	return 0;
 }
 
 int pt_map(struct pt *pt, uint64_t va, uint64_t len, uint64_t pa, uint32_t opts)
 {
-	if (!map_fast_ok(pt, va, len, pa, opts) && pt_check_map(pt, va, len, pa, opts, NULL))
-		return -EINVAL;
-	PT_ASSERT(!pt_check_map(pt, va, len, pa, opts, NULL));
-	uint64_t lin = pt_linear(pt, va);
-	struct set_walk w = {
-		.pt = pt, .va = lin, .end = lin + len, .pa = pa, .opts = opts, .leaf_4k = make_leaf(0, PT_LEVEL_4K, opts)
-	};
-	return set_range(&w, len);
+	/* What the fast check accepts, the full one does too. */
+	PT_ASSERT(!map_fast_ok(pt, va, len, pa, opts) || !pt_check_map(pt, va, len, pa, opts, NULL));
+	if (map_fast_ok(pt, va, len, pa, opts) && pool_holds_bound(pt, len)) {
+		uint64_t lin = pt_linear(pt, va);
+		return map_write(pt, lin, lin + len, pa, opts);
+	}
+	return map_checked(pt, va, len, pa, opts);
 }
 
 int pt_unmap(struct pt *pt, uint64_t va, uint64_t len)
 {
-	if (!range_fast_ok(pt, va, len) && pt_check_range(pt, va, len, NULL))
-		return -EINVAL;
-	PT_ASSERT(!pt_check_range(pt, va, len, NULL));
-	uint64_t lin = pt_linear(pt, va);
-	struct set_walk w = { .pt = pt, .va = lin, .end = lin + len, .clear = true };
-	return set_range(&w, len);
+	PT_ASSERT(!range_fast_ok(pt, va, len) || !pt_check_range(pt, va, len, NULL));
+	if (range_fast_ok(pt, va, len) && pool_holds_bound(pt, len)) {
+		uint64_t lin = pt_linear(pt, va);
+		return clear_write(pt, lin, lin + len);
+	}
+	return unmap_checked(pt, va, len);
 }
 
 /* ---- lookup and is-empty ---- */
@@ -760,8 +807,7 @@ void pt_destroy(struct pt *pt)
 	if (!pt->root)
 		return;
 	/* Unmapping whole top-level entries never splits, so it cannot fail. */
-	struct set_walk w = { .pt = pt, .end = 1ull << va_bits(pt), .clear = true };
-	walk(pt, 0, w.end, &clear_ops, &w, true);
+	clear_write(pt, 0, 1ull << va_bits(pt));
 	pool_give(pt->pool, pt->root);
 	pt->root = NULL;
 }
