@@ -234,7 +234,7 @@ void pool_destroy(struct pool *p)
  * the summary levels, the first word that is not all ones at each. A word
  * past the end reads as free in the level above; reaching one means every
  * page before it is taken. */
-static uint32_t lowest_free(const struct pool *p)
+uint32_t pool_lowest_free(const struct pool *p)
 {
 	uint64_t w = 0;
 	for (int k = p->summary_levels - 1; k >= 0; k--) {
@@ -252,12 +252,12 @@ static uint32_t lowest_free(const struct pool *p)
 	return index < p->capacity ? (uint32_t)index : NO_PAGE;
 }
 
-/* Sets the page's in-use bit, and each summary bit whose word fills up. */
-static void mark_used(struct pool *p, uint32_t index)
+/* The page's in-use word has just filled up: set its summary bit, and each
+ * one above whose word fills up in turn. */
+void pool_mark_full(struct pool *p, uint32_t index)
 {
 	uint64_t w = index / 64;
 	uint64_t *word = &p->in_use[w];
-	*word |= 1ull << (index % 64);
 	for (int k = 0; k < p->summary_levels && *word == ~0ull; k++) {
 		word = &p->full[k][w / 64];
 		*word |= 1ull << (w % 64);
@@ -280,36 +280,6 @@ static void mark_free(struct pool *p, uint32_t index)
 	}
 }
 
-int pool_take(struct pool *p, uint64_t **page)
-{
-	/* Every page below `low` is taken, so the lowest free page is usually
-	 * in low's own word: one load, the summaries only when it is full. */
-	uint64_t free_bits = p->low < p->capacity ? ~p->in_use[p->low / 64] : 0;
-	uint32_t index = free_bits ? (p->low & ~63u) + (uint32_t)__builtin_ctzll(free_bits) : lowest_free(p);
-	if (index >= p->capacity)
-		return -ENOMEM;
-	p->low = index + 1;
-	if (index >= p->fresh)
-		p->fresh = index + 1;
-	uint64_t *pg = page_at(p, index);
-	struct pool_page_info *info = &p->info[index];
-	if (info->dirty)
-		memset(pg, 0, PT_PAGE_SIZE);
-	info->dirty = 0;
-	PT_ASSERT(info->count == 0 && info->lo >= info->hi);
-	/* The next take is most often the page after this one: start its
-	 * bookkeeping and its first entries on their way from memory now. */
-	if (index + 1 < p->capacity) {
-		__builtin_prefetch(info + 1, 1);
-		__builtin_prefetch(pg + PT_ENTRIES, 1);
-	}
-	mark_used(p, index);
-	p->used++;
-	if (p->used > p->peak)
-		p->peak = p->used;
-	*page = pg;
-	return 0;
-}
 
 static void pool_retire(struct pool *p, uint64_t *page);
 
@@ -341,11 +311,6 @@ void pool_give(struct pool *p, uint64_t *page)
 	if (index < p->low)
 		p->low = index;
 	p->used--;
-}
-
-uint64_t pool_pa(const struct pool *p, const uint64_t *page)
-{
-	return p->pa_base + (uint64_t)((const uint8_t *)page - p->base);
 }
 
 uint64_t *pool_page(const struct pool *p, uint64_t pa)

@@ -3,9 +3,12 @@
 #ifndef KVMPT_POOL_H
 #define KVMPT_POOL_H
 
+#include <errno.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+
+#include "pt_assert.h"
 
 #define PT_BOUND_LEVELS 5
 
@@ -93,9 +96,50 @@ int pool_reset(struct pool *p, uint32_t capacity, uint64_t pa_base);
 /* Unmaps what pool_init_mmap mapped. */
 void pool_destroy(struct pool *p);
 
+/* pool_take's rare halves, in pool.c: the lowest free page by the summaries
+ * (UINT32_MAX when none), and the summary bits of a word just filled. */
+uint32_t pool_lowest_free(const struct pool *p);
+void pool_mark_full(struct pool *p, uint32_t index);
+
 /* A zeroed page into *page (its count 0): 0, or -ENOMEM when every page is
- * in use. Only a page not known to be zero is cleared here. */
-int pool_take(struct pool *p, uint64_t **page);
+ * in use. Only a page not known to be zero is cleared here. Inline: half
+ * the small maps take a table, and a call's stores (return address, saved
+ * registers) queue behind the map's own entry stores, which miss in the
+ * cache. */
+static inline int pool_take(struct pool *p, uint64_t **page)
+{
+	/* Every page below `low` is taken, so the lowest free page is usually
+	 * in low's own word: one load, the summaries only when it is full. */
+	uint64_t free_bits = p->low < p->capacity ? ~p->in_use[p->low / 64] : 0;
+	uint32_t index = free_bits ? (p->low & ~63u) + (uint32_t)__builtin_ctzll(free_bits) : pool_lowest_free(p);
+	if (index >= p->capacity)
+		return -ENOMEM;
+	p->low = index + 1;
+	if (index >= p->fresh)
+		p->fresh = index + 1;
+	uint64_t *pg = (uint64_t *)(p->base + (size_t)index * 4096);
+	struct pool_page_info *info = &p->info[index];
+	if (info->dirty) {
+		__builtin_memset(pg, 0, 4096);
+		info->dirty = 0;
+	}
+	PT_ASSERT(info->count == 0 && info->lo >= info->hi);
+	/* The next take is most often the page after this one: start its
+	 * bookkeeping and its first entries on their way from memory now. */
+	if (index + 1 < p->capacity) {
+		__builtin_prefetch(info + 1, 1);
+		__builtin_prefetch(pg + 512, 1);
+	}
+	uint64_t *word = &p->in_use[index / 64];
+	*word |= 1ull << (index % 64);
+	if (*word == ~0ull)
+		pool_mark_full(p, index);
+	p->used++;
+	if (p->used > p->peak)
+		p->peak = p->used;
+	*page = pg;
+	return 0;
+}
 
 /* Returns `page` (taken from p) to the pool. A page whose count is 0 must be
  * all zero (its entries were cleared one by one) and is not cleared again;
@@ -118,7 +162,10 @@ static inline uint16_t *pool_count(const struct pool *p, const uint64_t *pte)
 static inline uint32_t pool_free(const struct pool *p) { return p->capacity - p->used; }
 
 /* Physical address of a pool page, and back (NULL when pa is not a pool page). */
-uint64_t pool_pa(const struct pool *p, const uint64_t *page);
+static inline uint64_t pool_pa(const struct pool *p, const uint64_t *page)
+{
+	return p->pa_base + (uint64_t)((const uint8_t *)page - p->base);
+}
 uint64_t *pool_page(const struct pool *p, uint64_t pa);
 
 /* The same without the checks, for a pa the engine itself put in an entry. */

@@ -248,8 +248,8 @@ struct set_walk {
 	struct pt *pt;
 	uint64_t end;    /* linear end of the operation */
 	uint64_t pa_off; /* a map's pa - va: address addr maps to pa addr + pa_off (mod 2^64) */
-	uint32_t opts;
-	uint64_t leaf_4k; /* a 4 KiB leaf's bits but the address (make_leaf once per operation) */
+	uint64_t leaf_4k; /* a 4 KiB leaf's bits but the address (make_leaf once per operation;
+			   * a huge leaf adds PTE_PS) */
 	bool clear;      /* unmap */
 	uint64_t pages;  /* counting pass: table pages needed */
 };
@@ -367,7 +367,7 @@ static void extent_clear(struct pool_page_info *info, unsigned i, unsigned j)
  * Release order: a vCPU may be walking, and a new table must be filled
  * before it is linked (install_table) or a leaf written before its table is
  * freed. */
-static void entry_set(struct pool *pool, uint64_t *pte, uint64_t val)
+static inline void entry_set(struct pool *pool, uint64_t *pte, uint64_t val)
 {
 	struct pool_page_info *info = pool_info(pool, pte);
 	unsigned i = entry_index(pte);
@@ -381,23 +381,29 @@ static void entry_set(struct pool *pool, uint64_t *pte, uint64_t val)
 	__atomic_store_n(pte, val, __ATOMIC_RELEASE);
 }
 
-/* Puts a table under *pte: empty, or holding what the leaf *pte mapped. */
-static void install_table(struct pt *pt, uint64_t *pte, int level)
+/* Fills a new table with what the leaf `leaf` at `level` mapped (a split). */
+static void fill_from_leaf(struct pool *pool, uint64_t *table, uint64_t leaf, int level)
+{
+	int child = level - 1;
+	uint32_t opts = pte_leaf_opts(leaf, level);
+	uint64_t pa = pte_addr(leaf, level);
+	for (int i = 0; i < PT_ENTRIES; i++)
+		table[i] = make_leaf(pa + (uint64_t)i * pt_level_size(child), child, opts);
+	struct pool_page_info *info = pool_info(pool, table);
+	info->count = PT_ENTRIES;
+	extent_add(info, 0, PT_ENTRIES);
+}
+
+/* Puts a table under *pte: empty, or holding what the leaf *pte mapped.
+ * Inlined: half the small maps take a table. */
+VISITOR void install_table(struct pt *pt, uint64_t *pte, int level)
 {
 	uint64_t *table;
 	int ret = pool_take(pt->pool, &table);
 	PT_ASSERT(ret == 0); /* reserved by the counting pass */
 	(void)ret;
-	if (pte_present(*pte)) {
-		int child = level - 1;
-		uint32_t opts = pte_leaf_opts(*pte, level);
-		uint64_t pa = pte_addr(*pte, level);
-		for (int i = 0; i < PT_ENTRIES; i++)
-			table[i] = make_leaf(pa + (uint64_t)i * pt_level_size(child), child, opts);
-		struct pool_page_info *info = pool_info(pt->pool, table);
-		info->count = PT_ENTRIES;
-		extent_add(info, 0, PT_ENTRIES);
-	}
+	if (pte_present(*pte))
+		fill_from_leaf(pt->pool, table, *pte, level);
 	entry_set(pt->pool, pte, pool_pa(pt->pool, table) | PTE_TABLE_FLAGS);
 }
 
@@ -461,7 +467,8 @@ VISITOR int set_leaf_run(struct set_walk *w, bool clear, uint64_t *ptes, unsigne
 VISITOR int set_entry(struct set_walk *w, bool clear, uint64_t *pte, int level, uint64_t addr, uint64_t next)
 {
 	if (!pte_is_table(*pte, level) && leaf_fits(w, clear, level, addr, next)) {
-		entry_set(w->pt->pool, pte, clear ? 0 : make_leaf(addr + w->pa_off, level, w->opts));
+		PT_ASSERT(level > PT_LEVEL_4K); /* 4 KiB entries go through set_leaf_run */
+		entry_set(w->pt->pool, pte, clear ? 0 : (addr + w->pa_off) | w->leaf_4k | PTE_PS);
 		return 0;
 	}
 	if (clear && !pte_present(*pte))
@@ -563,7 +570,7 @@ static const struct pt_walk_ops clear_ops = {
  * entry stores, which miss in the cache. */
 static inline struct set_walk set_walk_of(struct pt *pt, uint64_t va, uint64_t end, uint64_t pa, uint32_t opts, bool clear)
 {
-	return (struct set_walk){ .pt = pt, .end = end, .pa_off = pa - va, .opts = opts, .clear = clear,
+	return (struct set_walk){ .pt = pt, .end = end, .pa_off = pa - va, .clear = clear,
 				  .leaf_4k = clear ? 0 : make_leaf(0, PT_LEVEL_4K, opts) };
 }
 
@@ -626,9 +633,12 @@ static inline bool pool_holds_bound(const struct pt *pt, uint64_t len)
 /* The writing passes, which cannot fail (they return 0, so that the common
  * case of pt_map and pt_unmap is a tail call: no frame, no stores). Not
  * inlined, for the same reason as set_cost. */
-static __attribute__((noinline)) int map_write(struct pt *pt, uint64_t va, uint64_t end, uint64_t pa, uint32_t opts)
+static __attribute__((noinline)) int map_write(struct pt *pt, uint64_t va, uint64_t end, uint64_t pa_off,
+						 uint64_t leaf_4k)
 {
-	struct set_walk w = set_walk_of(pt, va, end, pa, opts, false);
+	/* The leaf bits come from the caller: built here, the compiler spills
+	 * the make_leaf steps to the stack, live across the walk. */
+	struct set_walk w = { .pt = pt, .end = end, .pa_off = pa_off, .leaf_4k = leaf_4k };
 	walk(pt, va, end, &set_ops, &w, true);
 	return 0;
 }
@@ -668,7 +678,7 @@ static __attribute__((noinline)) int map_checked(struct pt *pt, uint64_t va, uin
 	if (reserve(pt, lin, lin + len, pa, opts, false, &need))
 		return -ENOMEM;
 	uint32_t before = pt->pool->used;
-	map_write(pt, lin, lin + len, pa, opts);
+	map_write(pt, lin, lin + len, pa - lin, make_leaf(0, PT_LEVEL_4K, opts));
 	PT_ASSERT(pt->pool->used <= before + need);
 	(void)before;
 	return 0;
@@ -694,7 +704,7 @@ int pt_map(struct pt *pt, uint64_t va, uint64_t len, uint64_t pa, uint32_t opts)
 	PT_ASSERT(!map_fast_ok(pt, va, len, pa, opts) || !pt_check_map(pt, va, len, pa, opts, NULL));
 	if (map_fast_ok(pt, va, len, pa, opts) && pool_holds_bound(pt, len)) {
 		uint64_t lin = pt_linear(pt, va);
-		return map_write(pt, lin, lin + len, pa, opts);
+		return map_write(pt, lin, lin + len, pa - lin, make_leaf(0, PT_LEVEL_4K, opts));
 	}
 	return map_checked(pt, va, len, pa, opts);
 }
