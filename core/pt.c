@@ -398,7 +398,7 @@ static void fill_from_leaf(struct pool *pool, uint64_t *table, uint64_t leaf, in
  * Inlined: half the small maps take a table. */
 VISITOR void install_table(struct pt *pt, uint64_t *pte, int level)
 {
-	uint64_t *table;
+	uint64_t *table = NULL;
 	int ret = pool_take(pt->pool, &table);
 	PT_ASSERT(ret == 0); /* reserved by the counting pass */
 	(void)ret;
