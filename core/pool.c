@@ -265,52 +265,26 @@ void pool_mark_full(struct pool *p, uint32_t index)
 	}
 }
 
-/* Clears it, and each summary bit whose word was full. */
-static void mark_free(struct pool *p, uint32_t index)
+/* The page's in-use word is full and is about to lose a bit: clear its
+ * summary bit, and each one above whose word was full in turn. */
+void pool_mark_not_full(struct pool *p, uint32_t index)
 {
 	uint64_t w = index / 64;
-	uint64_t *word = &p->in_use[w];
-	bool was_full = *word == ~0ull;
-	*word &= ~(1ull << (index % 64));
+	bool was_full = true;
 	for (int k = 0; k < p->summary_levels && was_full; k++) {
-		word = &p->full[k][w / 64];
+		uint64_t *word = &p->full[k][w / 64];
 		was_full = *word == ~0ull;
 		*word &= ~(1ull << (w % 64));
 		w /= 64;
 	}
 }
 
-
-static void pool_retire(struct pool *p, uint64_t *page);
-
-#ifdef PT_DEBUG
-static bool page_is_zero(const uint64_t *page)
+bool pool_page_is_zero(const uint64_t *page)
 {
 	for (int i = 0; i < PT_ENTRIES; i++)
 		if (page[i])
 			return false;
 	return true;
-}
-#endif
-
-void pool_give(struct pool *p, uint64_t *page)
-{
-	/* Deferred: retired, and given back for real by pool_reclaim. */
-	if (pool_deferred(p) && !p->live.reclaiming) {
-		pool_retire(p, page);
-		return;
-	}
-	uint32_t index = page_index(p, page);
-	PT_ASSERT((uint8_t *)page >= p->base && index < p->capacity);
-	PT_ASSERT(p->in_use[index / 64] & (1ull << (index % 64)));
-	struct pool_page_info *info = &p->info[index];
-	PT_ASSERT(info->count || page_is_zero(page));
-	info->dirty = info->count != 0;
-	info->count = info->lo = info->hi = 0;
-	mark_free(p, index);
-	if (index < p->low)
-		p->low = index;
-	p->used--;
 }
 
 uint64_t *pool_page(const struct pool *p, uint64_t pa)
@@ -368,7 +342,7 @@ uint64_t pool_epoch_advance(struct pool *p)
  * fence orders that store before the epoch load, so a vCPU that flushes
  * after reading a later epoch cannot have cached a pointer to it afterwards
  * (x86 lets a load pass an earlier store without it). */
-static void pool_retire(struct pool *p, uint64_t *page)
+void pool_retire(struct pool *p, uint64_t *page)
 {
 	struct pool_live *l = &p->live;
 	uint32_t index = page_index(p, page);

@@ -141,10 +141,46 @@ static inline int pool_take(struct pool *p, uint64_t **page)
 	return 0;
 }
 
+static inline bool pool_deferred(const struct pool *p) { return p->live.on; }
+
+/* pool_give's rare halves, in pool.c: retiring the page instead while
+ * deferral is on (see "Live tables" below), and the summary bits of a word
+ * that was full. And the debug builds' check that a page is all zero. */
+void pool_retire(struct pool *p, uint64_t *page);
+void pool_mark_not_full(struct pool *p, uint32_t index);
+bool pool_page_is_zero(const uint64_t *page);
+
 /* Returns `page` (taken from p) to the pool. A page whose count is 0 must be
  * all zero (its entries were cleared one by one) and is not cleared again;
- * any other page is marked for clearing when it is next taken. */
-void pool_give(struct pool *p, uint64_t *page);
+ * any other page is marked for clearing when it is next taken. Inline, for
+ * the same reason as pool_take: an unmap that empties a table gives it. */
+static inline void pool_give(struct pool *p, uint64_t *page)
+{
+	/* Deferred: retired, and given back for real by pool_reclaim. */
+	if (pool_deferred(p) && !p->live.reclaiming) {
+		pool_retire(p, page);
+		return;
+	}
+	uint32_t index = (uint32_t)(((uint8_t *)page - p->base) >> 12);
+	PT_ASSERT((uint8_t *)page >= p->base && index < p->capacity);
+	uint64_t *word = &p->in_use[index / 64];
+	PT_ASSERT(*word & (1ull << (index % 64)));
+	struct pool_page_info *info = &p->info[index];
+	PT_ASSERT(info->count || pool_page_is_zero(page));
+	/* A table that emptied entry by entry has count, lo and hi 0 already:
+	 * no store (each one queues behind the unmap's own). */
+	if (info->count | info->lo | info->hi) {
+		info->dirty = info->count != 0;
+		info->count = info->lo = info->hi = 0;
+	}
+	if (*word == ~0ull)
+		pool_mark_not_full(p, index);
+	*word &= ~(1ull << (index % 64));
+	if (index < p->low)
+		p->low = index;
+	p->used--;
+}
+
 
 /* The bookkeeping of the table page that holds entry `pte` (any pointer into
  * a taken page): O(1), for pt.c to keep up to date at every entry write. */
@@ -191,8 +227,6 @@ bool pool_pa_in_use(const struct pool *p, uint64_t pa);
  * retire list, room entries, so that retiring never fails; a pool reset and
  * deferred again reuses it. 0, or -ENOMEM. */
 int pool_defer(struct pool *p);
-
-static inline bool pool_deferred(const struct pool *p) { return p->live.on; }
 
 /* The current epoch (pages retired now carry it); 0 when deferral is off.
  * Sequentially consistent: a vCPU's flush-point protocol relies on it. */
