@@ -27,7 +27,8 @@
  * window, in random order, then unmap them all (in another random order),
  * (e) 2,000 regions of 4 KiB-16 MiB (log-uniform), misaligned, one per
  * 64 GiB slot of the lower 128 TiB, PA = VA (2 MiB leaves in the middle),
- * map in random order then unmap. BENCH_ROUNDS sets the rounds (default 15).
+ * map in random order then unmap. BENCH_ROUNDS sets the rounds (default 15);
+ * BENCH_NAIVE_STORES, extra stores for the naive mapper (see run()).
  * Wall-clock times, or CPU time for a sample during which the thread was
  * preempted (see timer_stop). Figures, not tests: the
  * machine may be loaded; compare ratios within one run. docs/bench-pt.md
@@ -318,6 +319,12 @@ static void die(const char *what, int err)
 	exit(1);
 }
 
+/* BENCH_NAIVE_STORES=N: the naive mapper also makes N 8-byte stores per op
+ * (to one cache line, which stays hot), to show what stores that hit cost
+ * when they queue behind entry stores that miss (docs/bench-pt.md). */
+static int naive_extra_stores;
+static volatile uint64_t extra_sink[8];
+
 /* One op of a workload by one subject; returns its time in ns. */
 static double run(int subject, const struct op *ops, size_t n, bool map)
 {
@@ -332,6 +339,8 @@ static double run(int subject, const struct op *ops, size_t n, bool map)
 		}
 	} else {
 		for (size_t i = 0; i < n; i++) {
+			for (int k = 0; k < naive_extra_stores; k++)
+				extra_sink[k & 7] = i;
 			if (map)
 				naive_map(&nv, ops[i].va, ops[i].len, ops[i].pa);
 			else
@@ -492,6 +501,9 @@ int main(void)
 	const char *env = getenv("BENCH_ROUNDS");
 	if (env && atoi(env) > 0)
 		rounds = atoi(env) < MAX_ROUNDS ? atoi(env) : MAX_ROUNDS;
+	env = getenv("BENCH_NAIVE_STORES");
+	if (env && atoi(env) > 0)
+		naive_extra_stores = atoi(env) < 1000 ? atoi(env) : 1000;
 
 	/* Engine: a pre-faulted pool, as a runtime that pre-faults has. */
 	void *mem = map_populated(pool_bytes(POOL_PAGES));
@@ -547,6 +559,9 @@ int main(void)
 	printf("bench pt: %d rounds, subjects interleaved in each round; medians [min-max] in microseconds per op\n"
 	       "  (wall clock; CPU time for a sample during which the thread was preempted, count below)\n",
 	       rounds);
+	if (naive_extra_stores)
+		printf("  BENCH_NAIVE_STORES=%d: the naive mapper makes that many extra 8-byte stores per op\n",
+		       naive_extra_stores);
 	printf("  flushed: clflushopt of every byte the subjects touch (%.1f MiB) before each timed op; L3 reported: %zu KiB\n",
 	       (double)(touched[0].len + touched[1].len + FLOOR_PAGES * K4 + 2 * (d.n + e.n) * sizeof(struct op)) / (1 << 20),
 	       llc / 1024);
