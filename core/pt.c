@@ -496,6 +496,15 @@ static bool table_is_uniform(const uint64_t *table, int level)
 	return true;
 }
 
+/* Can the table under a level-`level` entry that this walk went through be
+ * uniform? A map wrote leaves in it whose pa - va is pa_off, and a uniform
+ * table's is a multiple of the level's size: when pa_off is not, the scan
+ * is skipped (a 1 GiB map at a misaligned pa settles 512 full tables). */
+static inline bool may_be_one_leaf(const struct set_walk *w, bool clear, int level)
+{
+	return clear || !(w->pa_off & (pt_level_size(level) - 1));
+}
+
 /* settle_entry's "nothing left to settle" (a stop, > 0, per the walker's
  * return rule; the writing pass has nothing else to do by then). */
 #define SETTLE_DONE 1
@@ -516,7 +525,8 @@ VISITOR int settle_entry(struct set_walk *w, bool clear, uint64_t *pte, int leve
 	if (clear && count == 0) {
 		entry_set(pt->pool, pte, 0);
 		pool_give(pt->pool, table);
-	} else if (count == PT_ENTRIES && level <= pt->max_leaf && table_is_uniform(table, level - 1)) {
+	} else if (count == PT_ENTRIES && level <= pt->max_leaf && may_be_one_leaf(w, clear, level) &&
+		   table_is_uniform(table, level - 1)) {
 		uint64_t first = table[0];
 		entry_set(pt->pool, pte, make_leaf(pte_addr(first, level - 1), level, pte_leaf_opts(first, level - 1)));
 		pool_give(pt->pool, table);
