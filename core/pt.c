@@ -254,16 +254,23 @@ struct set_walk {
 	uint64_t pages;  /* counting pass: table pages needed */
 };
 
+/* Is [addr, next) the whole of a level-`level` entry? */
+static inline bool covers_entry(int level, uint64_t addr, uint64_t next)
+{
+	uint64_t size = pt_level_size(level);
+	return !(addr & (size - 1)) && next - addr == size;
+}
+
 /* May [addr, next) become one leaf (or one hole, for unmap) at level?
  * `clear` is w->clear, passed apart so that the writing walks, which are
  * specialized for map and for unmap, test it at compile time. */
 static inline bool leaf_fits(const struct set_walk *w, bool clear, int level, uint64_t addr, uint64_t next)
 {
-	uint64_t size = pt_level_size(level);
-	if (addr & (size - 1) || next - addr != size)
+	if (!covers_entry(level, addr, next))
 		return false;
 	if (clear)
 		return true;
+	uint64_t size = pt_level_size(level);
 	return level <= w->pt->max_leaf && (w->pa_off & (size - 1)) == 0;
 }
 
@@ -381,17 +388,23 @@ static inline void entry_set(struct pool *pool, uint64_t *pte, uint64_t val)
 	__atomic_store_n(pte, val, __ATOMIC_RELEASE);
 }
 
+/* Fills a new table with PT_ENTRIES leaves, first, first + step, ... (the
+ * address field counts up, the bits stay), and marks it full. */
+static inline void fill_leaves(struct pool *pool, uint64_t *table, uint64_t first, uint64_t step)
+{
+	for (int i = 0; i < PT_ENTRIES; i++, first += step)
+		table[i] = first;
+	struct pool_page_info *info = pool_info(pool, table);
+	info->count = PT_ENTRIES;
+	extent_add(info, 0, PT_ENTRIES);
+}
+
 /* Fills a new table with what the leaf `leaf` at `level` mapped (a split). */
 static void fill_from_leaf(struct pool *pool, uint64_t *table, uint64_t leaf, int level)
 {
 	int child = level - 1;
 	uint32_t opts = pte_leaf_opts(leaf, level);
-	uint64_t pa = pte_addr(leaf, level);
-	for (int i = 0; i < PT_ENTRIES; i++)
-		table[i] = make_leaf(pa + (uint64_t)i * pt_level_size(child), child, opts);
-	struct pool_page_info *info = pool_info(pool, table);
-	info->count = PT_ENTRIES;
-	extent_add(info, 0, PT_ENTRIES);
+	fill_leaves(pool, table, make_leaf(pte_addr(leaf, level), child, opts), pt_level_size(child));
 }
 
 /* Puts a table under *pte: empty, or holding what the leaf *pte mapped.
@@ -404,6 +417,21 @@ VISITOR void install_table(struct pt *pt, uint64_t *pte, int level)
 	(void)ret;
 	if (pte_present(*pte))
 		fill_from_leaf(pt->pool, table, *pte, level);
+	entry_set(pt->pool, pte, pool_pa(pt->pool, table) | PTE_TABLE_FLAGS);
+}
+
+/* A page table that a map covers whole, where no 2 MiB leaf can stand (pa -
+ * va is not 2 MiB aligned): taken, filled with its 512 leaves, then linked
+ * in place of whatever leaf *pte held, in one step. No step down, run and
+ * settle per table (a 1 GiB map makes 512 such tables), and a vCPU walking
+ * meanwhile sees the old leaf or the full new table, never an empty one. */
+VISITOR void install_filled(struct pt *pt, uint64_t *pte, uint64_t first)
+{
+	uint64_t *table = NULL;
+	int ret = pool_take(pt->pool, &table);
+	PT_ASSERT(ret == 0); /* reserved by the counting pass */
+	(void)ret;
+	fill_leaves(pt->pool, table, first, PT_PAGE_SIZE);
 	entry_set(pt->pool, pte, pool_pa(pt->pool, table) | PTE_TABLE_FLAGS);
 }
 
@@ -473,6 +501,10 @@ VISITOR int set_entry(struct set_walk *w, bool clear, uint64_t *pte, int level, 
 	}
 	if (clear && !pte_present(*pte))
 		return 0;
+	if (!clear && level == PT_LEVEL_2M && !pte_is_table(*pte, level) && covers_entry(level, addr, next)) {
+		install_filled(w->pt, pte, (addr + w->pa_off) | w->leaf_4k);
+		return 0;
+	}
 	if (!pte_is_table(*pte, level))
 		install_table(w->pt, pte, level);
 	return PT_WALK_DESCEND;
