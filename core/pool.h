@@ -181,7 +181,6 @@ static inline void pool_give(struct pool *p, uint64_t *page)
 	p->used--;
 }
 
-
 /* The bookkeeping of the table page that holds entry `pte` (any pointer into
  * a taken page): O(1), for pt.c to keep up to date at every entry write. */
 static inline struct pool_page_info *pool_info(const struct pool *p, const uint64_t *pte)

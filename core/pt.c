@@ -13,9 +13,9 @@
  * Bookkeeping: the pool keeps, per table page, the number of present entries
  * (pool_count). Every entry write below keeps it exact: single entries
  * through entry_set, runs of 4 KiB entries in set_leaf_run, a table filled
- * from a split leaf in install_table. So "empty" is count == 0 and a table is
- * scanned for uniformity only when count == 512; settling a table is O(1)
- * otherwise. A non-present entry is always written as 0, so a table whose
+ * by install_table (a split, or a page table a map covers whole). So
+ * "empty" is count == 0 and a table is scanned for uniformity only when
+ * count == 512; settling a table is O(1) otherwise. A non-present entry is always written as 0, so a table whose
  * count reaches 0 is all zero and the pool need not clear it again. */
 #include "pt.h"
 
@@ -399,39 +399,30 @@ static inline void fill_leaves(struct pool *pool, uint64_t *table, uint64_t firs
 	extent_add(info, 0, PT_ENTRIES);
 }
 
-/* Fills a new table with what the leaf `leaf` at `level` mapped (a split). */
-static void fill_from_leaf(struct pool *pool, uint64_t *table, uint64_t leaf, int level)
+/* The first of the leaves that split the leaf `leaf` at `level` one level
+ * down (the others follow at that level's size), or 0 when *pte holds no
+ * leaf. */
+static uint64_t split_first(uint64_t leaf, int level)
 {
-	int child = level - 1;
+	if (!pte_present(leaf))
+		return 0;
 	uint32_t opts = pte_leaf_opts(leaf, level);
-	fill_leaves(pool, table, make_leaf(pte_addr(leaf, level), child, opts), pt_level_size(child));
+	return make_leaf(pte_addr(leaf, level), level - 1, opts);
 }
 
-/* Puts a table under *pte: empty, or holding what the leaf *pte mapped.
+/* Puts a new table under *pte in place of what it held: empty when first is
+ * 0, else filled with the leaves first, first + step, ... (a split, or a
+ * page table a map covers whole) before it is linked, so that a vCPU walking
+ * meanwhile sees the old entry or the full table, never an empty one.
  * Inlined: half the small maps take a table. */
-VISITOR void install_table(struct pt *pt, uint64_t *pte, int level)
+VISITOR void install_table(struct pt *pt, uint64_t *pte, uint64_t first, uint64_t step)
 {
 	uint64_t *table = NULL;
 	int ret = pool_take(pt->pool, &table);
 	PT_ASSERT(ret == 0); /* reserved by the counting pass */
 	(void)ret;
-	if (pte_present(*pte))
-		fill_from_leaf(pt->pool, table, *pte, level);
-	entry_set(pt->pool, pte, pool_pa(pt->pool, table) | PTE_TABLE_FLAGS);
-}
-
-/* A page table that a map covers whole, where no 2 MiB leaf can stand (pa -
- * va is not 2 MiB aligned): taken, filled with its 512 leaves, then linked
- * in place of whatever leaf *pte held, in one step. No step down, run and
- * settle per table (a 1 GiB map makes 512 such tables), and a vCPU walking
- * meanwhile sees the old leaf or the full new table, never an empty one. */
-VISITOR void install_filled(struct pt *pt, uint64_t *pte, uint64_t first)
-{
-	uint64_t *table = NULL;
-	int ret = pool_take(pt->pool, &table);
-	PT_ASSERT(ret == 0); /* reserved by the counting pass */
-	(void)ret;
-	fill_leaves(pt->pool, table, first, PT_PAGE_SIZE);
+	if (first)
+		fill_leaves(pt->pool, table, first, step);
 	entry_set(pt->pool, pte, pool_pa(pt->pool, table) | PTE_TABLE_FLAGS);
 }
 
@@ -499,14 +490,18 @@ VISITOR int set_entry(struct set_walk *w, bool clear, uint64_t *pte, int level, 
 		entry_set(w->pt->pool, pte, clear ? 0 : (addr + w->pa_off) | w->leaf_4k | PTE_PS);
 		return 0;
 	}
+	if (pte_is_table(*pte, level))
+		return PT_WALK_DESCEND;
 	if (clear && !pte_present(*pte))
 		return 0;
-	if (!clear && level == PT_LEVEL_2M && !pte_is_table(*pte, level) && covers_entry(level, addr, next)) {
-		install_filled(w->pt, pte, (addr + w->pa_off) | w->leaf_4k);
+	/* A page table the map covers whole, where no 2 MiB leaf can stand (pa
+	 * - va is not 2 MiB aligned): filled and linked in one step, with no
+	 * step down, run and settle (a 1 GiB map makes 512 of them). */
+	if (!clear && level == PT_LEVEL_2M && covers_entry(level, addr, next)) {
+		install_table(w->pt, pte, (addr + w->pa_off) | w->leaf_4k, PT_PAGE_SIZE);
 		return 0;
 	}
-	if (!pte_is_table(*pte, level))
-		install_table(w->pt, pte, level);
+	install_table(w->pt, pte, split_first(*pte, level), pt_level_size(level - 1));
 	return PT_WALK_DESCEND;
 }
 
@@ -606,23 +601,12 @@ static const struct pt_walk_ops clear_ops = {
 	.entry = clear_entry, .leaf_run = clear_leaf_run, .leave = clear_settle, .skip_holes = true
 };
 
-/* The operation [va, end) of the walks below; pa and opts only for a map.
- * The walks build it themselves from their arguments, so that it lives in
- * registers rather than on the stack: a store here queues behind the map's
- * entry stores, which miss in the cache. */
-static inline struct set_walk set_walk_of(struct pt *pt, uint64_t va, uint64_t end, uint64_t pa, uint32_t opts, bool clear)
-{
-	return (struct set_walk){ .pt = pt, .end = end, .pa_off = pa - va, .clear = clear,
-				  .leaf_4k = clear ? 0 : make_leaf(0, PT_LEVEL_4K, opts) };
-}
-
 /* Table pages the operation takes at most (the counting pass). Not inlined:
  * its walk's frame and the writing walk's are siblings, never stacked (the
  * fault path runs on a small signal stack). */
-static __attribute__((noinline)) uint32_t set_cost(struct pt *pt, uint64_t va, uint64_t end, uint64_t pa, uint32_t opts,
-						   bool clear)
+static __attribute__((noinline)) uint32_t set_cost(struct pt *pt, uint64_t va, uint64_t end, uint64_t pa_off, bool clear)
 {
-	struct set_walk w = set_walk_of(pt, va, end, pa, opts, clear);
+	struct set_walk w = { .pt = pt, .end = end, .pa_off = pa_off, .clear = clear };
 	walk(pt, va, end, clear ? &clear_count_ops : &count_ops, &w, true);
 	return (uint32_t)(w.pages > UINT32_MAX ? UINT32_MAX : w.pages);
 }
@@ -642,19 +626,18 @@ static uint64_t set_upper(const struct pt *pt, uint64_t len)
  * (nearly always: a small operation needs a handful of pages at most), the
  * counting pass could not say otherwise and is skipped; debug builds run it
  * anyway and check the bound. *need: the pages the writing pass may take. */
-static inline int reserve(struct pt *pt, uint64_t va, uint64_t end, uint64_t pa, uint32_t opts, bool clear,
-			  uint64_t *need)
+static inline int reserve(struct pt *pt, uint64_t va, uint64_t end, uint64_t pa_off, bool clear, uint64_t *need)
 {
 	uint32_t free_pages = pool_free(pt->pool);
 	*need = set_upper(pt, end - va);
 #ifdef PT_DEBUG
-	uint32_t exact = set_cost(pt, va, end, pa, opts, clear);
+	uint32_t exact = set_cost(pt, va, end, pa_off, clear);
 	PT_ASSERT(exact <= *need);
 	if (*need > free_pages)
 		*need = exact;
 #else
 	if (*need > free_pages)
-		*need = set_cost(pt, va, end, pa, opts, clear);
+		*need = set_cost(pt, va, end, pa_off, clear);
 #endif
 	return *need > free_pages ? -ENOMEM : 0;
 }
@@ -674,7 +657,9 @@ static inline bool pool_holds_bound(const struct pt *pt, uint64_t len)
 
 /* The writing passes, which cannot fail (they return 0, so that the common
  * case of pt_map and pt_unmap is a tail call: no frame, no stores). Not
- * inlined, for the same reason as set_cost. */
+ * inlined, for the same reason as set_cost. They build the operation from
+ * their register arguments, so that it stays in registers: a store here
+ * queues behind the map's entry stores, which miss in the cache. */
 static __attribute__((noinline)) int map_write(struct pt *pt, uint64_t va, uint64_t end, uint64_t pa_off,
 						 uint64_t leaf_4k)
 {
@@ -687,7 +672,7 @@ static __attribute__((noinline)) int map_write(struct pt *pt, uint64_t va, uint6
 
 static __attribute__((noinline)) int clear_write(struct pt *pt, uint64_t va, uint64_t end)
 {
-	struct set_walk w = set_walk_of(pt, va, end, 0, 0, true);
+	struct set_walk w = { .pt = pt, .end = end, .clear = true };
 	walk(pt, va, end, &clear_ops, &w, true);
 	return 0;
 }
@@ -697,7 +682,7 @@ int pt_map_cost(const struct pt *pt, uint64_t va, uint64_t len, uint64_t pa, uin
 	if (pt_check_map(pt, va, len, pa, opts, NULL))
 		return -EINVAL;
 	uint64_t lin = pt_linear(pt, va);
-	*pages = set_cost((struct pt *)pt, lin, lin + len, pa, opts, false);
+	*pages = set_cost((struct pt *)pt, lin, lin + len, pa - lin, false);
 	return 0;
 }
 
@@ -706,7 +691,7 @@ int pt_unmap_cost(const struct pt *pt, uint64_t va, uint64_t len, uint32_t *page
 	if (pt_check_range(pt, va, len, NULL))
 		return -EINVAL;
 	uint64_t lin = pt_linear(pt, va);
-	*pages = set_cost((struct pt *)pt, lin, lin + len, 0, 0, true);
+	*pages = set_cost((struct pt *)pt, lin, lin + len, 0, true);
 	return 0;
 }
 
@@ -717,7 +702,7 @@ static __attribute__((noinline)) int map_checked(struct pt *pt, uint64_t va, uin
 	if (pt_check_map(pt, va, len, pa, opts, NULL))
 		return -EINVAL;
 	uint64_t lin = pt_linear(pt, va), need;
-	if (reserve(pt, lin, lin + len, pa, opts, false, &need))
+	if (reserve(pt, lin, lin + len, pa - lin, false, &need))
 		return -ENOMEM;
 	uint32_t before = pt->pool->used;
 	map_write(pt, lin, lin + len, pa - lin, make_leaf(0, PT_LEVEL_4K, opts));
@@ -731,7 +716,7 @@ static __attribute__((noinline)) int unmap_checked(struct pt *pt, uint64_t va, u
 	if (pt_check_range(pt, va, len, NULL))
 		return -EINVAL;
 	uint64_t lin = pt_linear(pt, va), need;
-	if (reserve(pt, lin, lin + len, 0, 0, true, &need))
+	if (reserve(pt, lin, lin + len, 0, true, &need))
 		return -ENOMEM;
 	uint32_t before = pt->pool->used;
 	clear_write(pt, lin, lin + len);
